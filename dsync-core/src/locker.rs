@@ -1,0 +1,445 @@
+//! The locker: the table of grants this node has given, with expiry, quarantine, reservations and marks.
+//!
+//! Invariant: at any instant the table holds no two conflicting grants on one resource (a writer excludes
+//! everyone else). Everything else in the protocol leans on this plus quorum intersection.
+//!
+//! Reservations make contention resolve instead of spin: a request denied for a conflict reserves the
+//! resource for its lock unless a lock with a better (lower) ticket already did; while a reservation
+//! lives, worse-ticketed conflicting requests are denied too. Every locker orders tickets the same way,
+//! so after one split round all of them favour the same lock (MinIO's start-up herd), readers cannot
+//! starve a waiting writer, and an old waiter outranks newcomers (tickets are Lamport timestamps, so any
+//! request issued after a waiter's first attempt reached its node has a higher ticket).
+
+use crate::config::{bugs, Config, Limits, Start};
+use crate::event::Counters;
+use crate::fencing::Fencing;
+use crate::hash::{new_map, Map};
+use crate::outbox::Io;
+use crate::rng::mix64;
+use crate::time::{Duration, Instant};
+use crate::wire::{DenyReason, ForceTarget, LockMsg, Message, Mode, Outcome, WireEntry};
+use alloc::collections::BTreeSet;
+use alloc::string::String;
+use alloc::vec::Vec;
+
+/// A grant is identified by the requesting node and the attempt's uid.
+pub(crate) type Key = (usize, u64);
+
+#[derive(Debug)]
+struct Grant {
+    mode: Mode,
+    resources: Vec<String>,
+    token: u64,
+    granted_at: Instant,
+    /// `Instant::MAX` when expiry is switched off (planted bug).
+    expires: Instant,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Reservation {
+    owner: usize,
+    ticket: u64,
+    mode: Mode,
+    until: Instant,
+}
+
+#[derive(Debug, Default)]
+struct Res {
+    writer: Option<Key>,
+    readers: Vec<Key>,
+    /// Highest write token granted on this resource (at least the fencing floor).
+    mark: u64,
+    reservation: Option<Reservation>,
+}
+
+impl Res {
+    fn is_free(&self) -> bool {
+        self.writer.is_none() && self.readers.is_empty()
+    }
+
+    fn conflicts(&self, mode: Mode) -> bool {
+        match mode {
+            Mode::Read => self.writer.is_some(),
+            Mode::Write => !self.is_free(),
+        }
+    }
+
+    fn live_reservation(&self, now: Instant) -> Option<Reservation> {
+        self.reservation.filter(|r| r.until > now)
+    }
+}
+
+/// The cluster-wide order of waiting locks: lower ticket first, then an agreed pseudo-random tie-break
+/// (not the node index, so no node is always favoured).
+pub(crate) fn priority(owner: usize, ticket: u64) -> (u64, u64) {
+    (ticket, mix64(ticket.rotate_left(17) ^ owner as u64))
+}
+
+#[derive(Debug)]
+pub(crate) struct Locker {
+    hold: Duration,
+    reservation_ttl: Duration,
+    limits: Limits,
+    expire_grants: bool,
+    check_fencing: bool,
+    grants: Map<Key, Grant>,
+    res: Map<String, Res>,
+    /// Grants by expiry instant, to expire them in order without scanning.
+    expiry: BTreeSet<(Instant, Key)>,
+    /// The resources each waiting lock has reserved, so finishing the lock clears them.
+    reserved: Map<(usize, u64), (Vec<String>, Instant)>,
+    fencing: Fencing,
+    quarantine_until: Instant,
+}
+
+impl Locker {
+    pub(crate) fn new(cfg: &Config, now: Instant, start: Start) -> Self {
+        let quarantined = matches!(start, Start::Restart { .. }) && !cfg.bug(bugs::NO_RESTART_QUARANTINE);
+        let quarantine_until = if quarantined { now + cfg.effective_quarantine() } else { now };
+        let seed = cfg.seed ^ 0x6c6f_636b_6572; // "locker": hash keys differ from the coordinator's
+        Locker {
+            hold: cfg.locker_hold(),
+            reservation_ttl: cfg.reservation_ttl(),
+            limits: cfg.limits.clone(),
+            expire_grants: !cfg.bug(bugs::NO_LOCKER_EXPIRY),
+            check_fencing: !cfg.bug(bugs::NO_FENCING_CHECK),
+            grants: new_map(seed),
+            res: new_map(seed.rotate_left(1)),
+            expiry: BTreeSet::new(),
+            reserved: new_map(seed.rotate_left(2)),
+            fencing: Fencing::new(cfg, start),
+            quarantine_until,
+        }
+    }
+
+    // ----- getters -----
+
+    pub(crate) fn serving(&self, now: Instant) -> bool {
+        self.fencing.known() && now >= self.quarantine_until
+    }
+
+    pub(crate) fn needs_floor(&self) -> bool {
+        !self.fencing.known()
+    }
+
+    pub(crate) fn grant_count(&self) -> usize {
+        self.grants.len()
+    }
+
+    pub(crate) fn fencing_max(&self) -> u64 {
+        self.fencing.max()
+    }
+
+    pub(crate) fn next_expiry(&self) -> Option<Instant> {
+        self.expiry.first().map(|(at, _)| *at)
+    }
+
+    /// The token a coordinator on this node proposes: one above every mark it can see here.
+    pub(crate) fn hint(&self, resources: &[String]) -> u64 {
+        let floor = self.fencing.floor();
+        let mark = resources.iter().map(|r| self.res.get(r).map_or(floor, |s| s.mark)).max().unwrap_or(floor);
+        mark.max(floor).saturating_add(1)
+    }
+
+    /// This locker's grants (for one resource or all), sorted, at most `limit`; and whether it cut the list.
+    pub(crate) fn entries(&self, now: Instant, resource: Option<&str>, limit: usize) -> (Vec<WireEntry>, bool) {
+        let entry = |resource: &str, key: &Key, g: &Grant| WireEntry {
+            resource: String::from(resource),
+            mode: g.mode,
+            owner: key.0 as u8,
+            uid: key.1,
+            age_ms: (now - g.granted_at).as_millis() as u64,
+            token: g.token,
+        };
+        let mut out = Vec::new();
+        match resource {
+            Some(r) => {
+                if let Some(st) = self.res.get(r) {
+                    for key in st.writer.iter().chain(st.readers.iter()) {
+                        if let Some(g) = self.grants.get(key) {
+                            out.push(entry(r, key, g));
+                        }
+                    }
+                }
+            }
+            None => {
+                for (key, g) in self.grants.iter() {
+                    for r in &g.resources {
+                        out.push(entry(r, key, g));
+                    }
+                }
+            }
+        }
+        out.sort_unstable_by(|a, b| (&a.resource, a.owner, a.uid).cmp(&(&b.resource, b.owner, b.uid)));
+        let truncated = out.len() > limit;
+        out.truncate(limit);
+        (out, truncated)
+    }
+
+    // ----- handlers -----
+
+    pub(crate) fn handle_lock(&mut self, now: Instant, from: usize, m: LockMsg, io: &mut Io) {
+        let key = (from, m.uid);
+        let (outcome, mark) = if let Some(g) = self.grants.get(&key) {
+            if g.mode == m.mode && g.resources == m.resources {
+                (Outcome::Granted, g.token) // a duplicate of a request already granted
+            } else {
+                // The same uid for another request: a peer reusing uids (restarted with the same seed).
+                count_denial(&mut io.counters, DenyReason::Invalid);
+                (Outcome::Denied(DenyReason::Invalid), 0)
+            }
+        } else {
+            match self.decide(now, from, &m) {
+                Ok(token) => {
+                    self.grant(now, key, m, token);
+                    io.counters.grants += 1;
+                    self.fencing.request_persist(token, io);
+                    (Outcome::Granted, token)
+                }
+                Err((reason, mark)) => {
+                    count_denial(&mut io.counters, reason);
+                    if reason == DenyReason::FloorPending {
+                        self.fencing.request_persist(m.proposal, io);
+                    }
+                    (Outcome::Denied(reason), mark)
+                }
+            }
+        };
+        io.send(from, Message::LockReply { uid: key.1, outcome, mark });
+    }
+
+    pub(crate) fn handle_refresh(&mut self, now: Instant, from: usize, uid: u64, seq: u32, io: &mut Io) {
+        let key = (from, uid);
+        let held = match self.grants.get_mut(&key) {
+            Some(g) => {
+                if g.expires != Instant::MAX {
+                    self.expiry.remove(&(g.expires, key));
+                    g.expires = now + self.hold;
+                    self.expiry.insert((g.expires, key));
+                }
+                true
+            }
+            None => false,
+        };
+        io.send(from, Message::RefreshReply { uid, seq, held });
+    }
+
+    pub(crate) fn handle_unlock(&mut self, now: Instant, from: usize, uid: u64, ticket: Option<u64>, io: &mut Io) {
+        let removed = self.remove((from, uid), now, io);
+        if let Some(ticket) = ticket {
+            self.clear_reservations(from, ticket);
+        }
+        io.send(from, Message::UnlockReply { uid, removed });
+    }
+
+    pub(crate) fn handle_query(&mut self, now: Instant, from: usize, qid: u64, resource: Option<String>, io: &mut Io) {
+        let (entries, truncated) = self.entries(now, resource.as_deref(), self.limits.max_query_entries);
+        io.send(from, Message::QueryReply { qid, entries, truncated });
+    }
+
+    pub(crate) fn handle_force(&mut self, now: Instant, from: usize, qid: u64, target: ForceTarget, io: &mut Io) {
+        let keys: Vec<Key> = match &target {
+            ForceTarget::Resource(r) => {
+                self.res.get(r).map(|st| st.writer.iter().chain(st.readers.iter()).copied().collect()).unwrap_or_default()
+            }
+            ForceTarget::Uid { owner, uid } => alloc::vec![(usize::from(*owner), *uid)],
+        };
+        let removed = keys.into_iter().filter(|k| self.remove(*k, now, io)).count() as u32;
+        io.send(from, Message::ForceUnlockReply { qid, removed });
+    }
+
+    pub(crate) fn handle_floor_query(&mut self, from: usize, qid: u64, io: &mut Io) {
+        let floor = self.fencing.known().then(|| self.fencing.max());
+        io.send(from, Message::FloorReply { qid, floor });
+    }
+
+    /// Drops every grant whose lease ran out by `now`.
+    pub(crate) fn expire(&mut self, now: Instant, io: &mut Io) {
+        while let Some(&(at, key)) = self.expiry.first() {
+            if at > now {
+                break;
+            }
+            if self.remove(key, now, io) {
+                io.counters.expirations += 1;
+            }
+        }
+    }
+
+    pub(crate) fn learn_floor(&mut self, floor: u64, io: &mut Io) {
+        self.fencing.learn(floor);
+        self.fencing.request_persist(floor, io);
+    }
+
+    pub(crate) fn request_persist(&mut self, io: &mut Io) {
+        let max = self.fencing.max();
+        self.fencing.request_persist(max, io);
+    }
+
+    pub(crate) fn floor_persisted(&mut self, floor: u64, io: &mut Io) {
+        self.fencing.persisted(floor);
+        self.request_persist(io);
+    }
+
+    // ----- internals -----
+
+    /// Whether `m` may be granted now: `Ok(token)` or the reason and the mark to send back.
+    fn decide(&mut self, now: Instant, from: usize, m: &LockMsg) -> Result<u64, (DenyReason, u64)> {
+        if !self.is_valid_request(m) {
+            return Err((DenyReason::Invalid, 0));
+        }
+        if !self.serving(now) {
+            return Err((DenyReason::Quarantined, 0));
+        }
+        if self.grants.len() >= self.limits.max_grants {
+            return Err((DenyReason::Overloaded, 0));
+        }
+        let prio = priority(from, m.ticket);
+        let floor = self.fencing.floor();
+        let (mut conflict, mut reserved, mut mark) = (false, false, floor);
+        for r in &m.resources {
+            let Some(st) = self.res.get(r) else { continue };
+            mark = mark.max(st.mark);
+            conflict |= st.conflicts(m.mode);
+            if let Some(rv) = st.live_reservation(now) {
+                let other = (rv.owner, rv.ticket) != (from, m.ticket);
+                let blocks = rv.mode == Mode::Write || m.mode == Mode::Write;
+                reserved |= other && blocks && priority(rv.owner, rv.ticket) < prio;
+            }
+        }
+        if conflict || reserved {
+            self.reserve(now, from, m, prio);
+            return Err((if conflict { DenyReason::Conflict } else { DenyReason::Reserved }, mark));
+        }
+        match m.mode {
+            Mode::Read => Ok(mark),
+            Mode::Write => {
+                if m.proposal <= mark && self.check_fencing {
+                    return Err((DenyReason::StaleToken, mark));
+                }
+                self.fencing.admits(m.proposal).map_err(|reason| (reason, mark))?;
+                Ok(m.proposal)
+            }
+        }
+    }
+
+    fn is_valid_request(&self, m: &LockMsg) -> bool {
+        let l = &self.limits;
+        !m.resources.is_empty()
+            && m.resources.len() <= l.max_resources_per_lock
+            && m.resources.iter().all(|r| r.len() <= l.max_resource_len)
+            && m.resources.windows(2).all(|w| w[0] < w[1])
+    }
+
+    fn grant(&mut self, now: Instant, key: Key, m: LockMsg, token: u64) {
+        let floor = self.fencing.floor();
+        for r in &m.resources {
+            if !self.res.contains_key(r.as_str()) {
+                self.res.insert(r.clone(), Res { mark: floor, ..Res::default() });
+            }
+            let st = self.res.get_mut(r.as_str()).expect("inserted above");
+            match m.mode {
+                Mode::Write => {
+                    st.writer = Some(key);
+                    st.mark = st.mark.max(token);
+                }
+                Mode::Read => st.readers.push(key),
+            }
+            if st.reservation.is_some_and(|rv| (rv.owner, rv.ticket) == (key.0, m.ticket)) {
+                st.reservation = None;
+            }
+        }
+        if m.mode == Mode::Write {
+            self.fencing.record(token);
+        }
+        self.reserved.remove(&(key.0, m.ticket));
+        let expires = if self.expire_grants { now + self.hold } else { Instant::MAX };
+        if expires != Instant::MAX {
+            self.expiry.insert((expires, key));
+        }
+        self.grants.insert(key, Grant { mode: m.mode, resources: m.resources, token, granted_at: now, expires });
+        if self.res.len() > self.limits.max_grants {
+            self.forget_idle(now);
+        }
+    }
+
+    /// Records a waiting lock's claim on the resources of a denied request, where it outranks the current one.
+    fn reserve(&mut self, now: Instant, from: usize, m: &LockMsg, prio: (u64, u64)) {
+        let until = now + self.reservation_ttl;
+        let mut claimed = Vec::new();
+        for r in &m.resources {
+            let Some(st) = self.res.get_mut(r.as_str()) else { continue };
+            let take = match st.live_reservation(now) {
+                None => true,
+                Some(rv) => (rv.owner, rv.ticket) == (from, m.ticket) || prio < priority(rv.owner, rv.ticket),
+            };
+            if take {
+                st.reservation = Some(Reservation { owner: from, ticket: m.ticket, mode: m.mode, until });
+                claimed.push(r.clone());
+            }
+        }
+        if !claimed.is_empty() {
+            if self.reserved.len() >= self.limits.max_pending.saturating_mul(crate::quorum::MAX_NODES) {
+                self.reserved.retain(|_, (_, until)| *until > now);
+            }
+            self.reserved.insert((from, m.ticket), (claimed, until));
+        }
+    }
+
+    /// A lock is finished (released, cancelled, failed or lost): its reservations go.
+    fn clear_reservations(&mut self, owner: usize, ticket: u64) {
+        let Some((resources, _)) = self.reserved.remove(&(owner, ticket)) else { return };
+        for r in resources {
+            if let Some(st) = self.res.get_mut(r.as_str()) {
+                if st.reservation.is_some_and(|rv| (rv.owner, rv.ticket) == (owner, ticket)) {
+                    st.reservation = None;
+                }
+            }
+        }
+    }
+
+    /// Removes a grant; wakes the lock that reserved a resource it frees. Returns whether it existed.
+    fn remove(&mut self, key: Key, now: Instant, io: &mut Io) -> bool {
+        let Some(g) = self.grants.remove(&key) else { return false };
+        if g.expires != Instant::MAX {
+            self.expiry.remove(&(g.expires, key));
+        }
+        for r in &g.resources {
+            let Some(st) = self.res.get_mut(r.as_str()) else { continue };
+            match g.mode {
+                Mode::Write => {
+                    if st.writer == Some(key) {
+                        st.writer = None;
+                    }
+                }
+                Mode::Read => st.readers.retain(|k| *k != key),
+            }
+            if st.is_free() {
+                if let Some(rv) = st.live_reservation(now) {
+                    io.send(rv.owner, Message::Wake { ticket: rv.ticket });
+                }
+            }
+        }
+        true
+    }
+
+    /// Bounds the resource table: idle entries go, their marks folded into the floor.
+    fn forget_idle(&mut self, now: Instant) {
+        let fencing = &mut self.fencing;
+        self.res.retain(|_, st| {
+            let keep = !st.is_free() || st.live_reservation(now).is_some();
+            if !keep {
+                fencing.fold(st.mark);
+            }
+            keep
+        });
+    }
+}
+
+fn count_denial(c: &mut Counters, reason: DenyReason) {
+    c.denials += 1;
+    match reason {
+        DenyReason::Quarantined => c.quarantined_denials += 1,
+        DenyReason::StaleToken => c.stale_token_denials += 1,
+        _ => {}
+    }
+}

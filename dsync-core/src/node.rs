@@ -1,0 +1,274 @@
+//! [`Node`]: the handle_* / poll_* surface of one dsync node, and nothing else.
+
+use crate::config::{Config, ConfigError, Start};
+use crate::coordinator::{Coordinator, LockInfo};
+use crate::event::{Counters, Event, LockId, QueryId, RequestError};
+use crate::locker::Locker;
+use crate::outbox::{Io, Transmit};
+use crate::query::Queries;
+use crate::time::Instant;
+use crate::timers::Timer;
+use crate::wire::{ForceTarget, Message, Mode, WireEntry};
+use alloc::string::String;
+use alloc::vec::Vec;
+
+/// One node of a dsync cluster: a locker (grants it has given) and a coordinator (locks its application
+/// asked for), driven entirely by its caller.
+///
+/// Methods come in four groups: getters; `handle_*` for inputs (a message from a peer, time passing, a
+/// peer going up or down, the embedder's acknowledgement of a persisted floor); commands from the
+/// application (`lock`, `unlock`, `cancel`, `query_holders`, `force_unlock`); and `poll_*` for outputs.
+/// After any `handle_*` or command call, drain in this order: [`Node::poll_transmit`] until `None`,
+/// [`Node::poll_event`] until `None`, then arm a timer for [`Node::poll_timeout`]. Calling
+/// [`Node::handle_timeout`] early or twice is harmless. `now` must not go backwards (an earlier value
+/// is treated as the latest one seen).
+#[derive(Debug)]
+pub struct Node {
+    cfg: Config,
+    now: Instant,
+    locker: Locker,
+    coord: Coordinator,
+    queries: Queries,
+    io: Io,
+}
+
+impl Node {
+    /// Starts a node at local time `now`. A [`Start::Restart`] node denies every request during its
+    /// quarantine and, without a durable floor, until it has learned the fencing floor from its peers.
+    pub fn new(cfg: Config, now: Instant, start: Start) -> Result<Node, ConfigError> {
+        cfg.validate()?;
+        cfg.validate_start(start)?;
+        let mut io = Io::new(cfg.id, cfg.nodes);
+        let mut locker = Locker::new(&cfg, now, start);
+        let mut queries = Queries::default();
+        if locker.needs_floor() {
+            queries.start_floor_recovery(&cfg, now, &mut io);
+        }
+        locker.request_persist(&mut io);
+        let coord = Coordinator::new(&cfg);
+        Ok(Node { cfg, now, locker, coord, queries, io })
+    }
+
+    // ----- getters -----
+
+    /// The configuration this node runs with.
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    /// This node's index.
+    pub fn id(&self) -> usize {
+        self.cfg.id
+    }
+
+    /// Counters since start.
+    pub fn counters(&self) -> &Counters {
+        &self.io.counters
+    }
+
+    /// Whether this node's locker grants requests at `now` (false during restart quarantine or floor recovery).
+    pub fn is_serving(&self, now: Instant) -> bool {
+        self.locker.serving(now)
+    }
+
+    /// The state of a lock of this node's application, if it is held.
+    pub fn lock_info(&self, lock: LockId) -> Option<LockInfo> {
+        self.coord.info(lock)
+    }
+
+    /// Whether the application may act under `lock` at local time `now`: held and within its validity.
+    pub fn is_valid(&self, lock: LockId, now: Instant) -> bool {
+        self.coord.info(lock).is_some_and(|i| now < i.valid_until)
+    }
+
+    /// Number of grants this node's locker holds.
+    pub fn grant_count(&self) -> usize {
+        self.locker.grant_count()
+    }
+
+    /// This node's locker table at `now`, sorted by (resource, owner, uid).
+    pub fn grants(&self, now: Instant) -> Vec<WireEntry> {
+        self.locker.entries(now, None, usize::MAX).0
+    }
+
+    /// The highest fencing token this node's locker has granted or learned.
+    pub fn fencing_mark(&self) -> u64 {
+        self.locker.fencing_max()
+    }
+
+    /// Locks of this node's application that are acquiring or backing off.
+    pub fn pending_count(&self) -> usize {
+        self.coord.pending_count()
+    }
+
+    // ----- handle_* -----
+
+    /// A message from node `from`, already authenticated by the transport. Messages from unknown
+    /// indices or claiming to come from this node are counted and ignored.
+    pub fn handle_message(&mut self, now: Instant, from: usize, message: Message) {
+        let now = self.advance(now);
+        self.io.counters.messages_in += 1;
+        if from >= self.cfg.nodes || from == self.cfg.id {
+            self.io.counters.invalid_messages += 1;
+            return;
+        }
+        self.dispatch(now, from, message);
+        self.pump(now);
+    }
+
+    /// Time has passed: expire grants, end attempts, refresh, retry. Safe to call at any time.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let now = self.advance(now);
+        self.locker.expire(now, &mut self.io);
+        while let Some(timer) = self.io.timers.pop_due(now) {
+            match timer {
+                Timer::Lock(id) => self.coord.on_timer(id, now, &self.cfg, &self.locker, &mut self.io),
+                Timer::Query(id) => self.queries.on_timer(id, now, &mut self.io),
+                Timer::FloorRetry => self.queries.on_floor_timer(&self.cfg, now, &mut self.io),
+            }
+        }
+        self.pump(now);
+    }
+
+    /// The transport (re)connected to `peer`.
+    pub fn handle_peer_up(&mut self, now: Instant, peer: usize) {
+        self.advance(now);
+        if peer < self.cfg.nodes && peer != self.cfg.id {
+            self.io.down.remove(peer);
+        }
+    }
+
+    /// The transport lost `peer`: rounds stop waiting for it and count it as a refusal.
+    pub fn handle_peer_down(&mut self, now: Instant, peer: usize) {
+        let now = self.advance(now);
+        if peer >= self.cfg.nodes || peer == self.cfg.id {
+            return;
+        }
+        self.io.down.insert(peer);
+        self.coord.on_peer_down(peer, now, &self.cfg, &self.locker, &mut self.io);
+        self.queries.on_peer_down(peer, now, &mut self.io);
+        self.pump(now);
+    }
+
+    /// The embedder durably stored `floor` (answering [`Event::PersistFloor`]).
+    pub fn handle_floor_persisted(&mut self, now: Instant, floor: u64) {
+        self.advance(now);
+        self.locker.floor_persisted(floor, &mut self.io);
+    }
+
+    // ----- commands -----
+
+    /// Asks for a lock on `resources` (sorted and deduplicated here) in `mode`, giving up at `deadline`
+    /// (`None`: keep trying). The outcome arrives as [`Event::Acquired`] or [`Event::Failed`].
+    pub fn lock<I, S>(
+        &mut self,
+        now: Instant,
+        mode: Mode,
+        resources: I,
+        deadline: Option<Instant>,
+    ) -> Result<LockId, RequestError>
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let now = self.advance(now);
+        let resources: Vec<String> = resources.into_iter().map(Into::into).collect();
+        let id = self.coord.lock(now, mode, resources, deadline, &self.cfg, &self.locker, &mut self.io)?;
+        self.pump(now);
+        Ok(id)
+    }
+
+    /// Releases a held lock ([`Event::Released`] follows), or cancels one still being acquired (no event).
+    /// Returns whether the lock was known.
+    pub fn unlock(&mut self, now: Instant, lock: LockId) -> bool {
+        let now = self.advance(now);
+        let known = self.coord.unlock(lock, now, &self.cfg, &mut self.io);
+        self.pump(now);
+        known
+    }
+
+    /// Abandons a lock in any state without an event; any grant it has is released. Returns whether it was known.
+    pub fn cancel(&mut self, now: Instant, lock: LockId) -> bool {
+        let now = self.advance(now);
+        let known = self.coord.cancel(lock, &mut self.io);
+        self.pump(now);
+        known
+    }
+
+    /// Asks every reachable node which grants it holds (for one resource, or all); answered by [`Event::Holders`].
+    pub fn query_holders(&mut self, now: Instant, resource: Option<String>) -> Result<QueryId, RequestError> {
+        let now = self.advance(now);
+        let id = self.queries.start_holders(&self.cfg, now, resource, &mut self.io)?;
+        self.pump(now);
+        Ok(id)
+    }
+
+    /// Administrative: removes matching grants on every reachable node; answered by [`Event::ForceUnlocked`].
+    pub fn force_unlock(&mut self, now: Instant, target: ForceTarget) -> Result<QueryId, RequestError> {
+        let now = self.advance(now);
+        let id = self.queries.start_force(&self.cfg, now, target, &mut self.io)?;
+        self.pump(now);
+        Ok(id)
+    }
+
+    // ----- poll_* -----
+
+    /// The next message to send.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.io.transmits.pop_front()
+    }
+
+    /// The next event for the application.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.io.events.pop_front()
+    }
+
+    /// When to call [`Node::handle_timeout`] next; `None` when nothing is waiting.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        match (self.io.timers.next(), self.locker.next_expiry()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    // ----- internals -----
+
+    fn advance(&mut self, now: Instant) -> Instant {
+        self.now = self.now.max(now);
+        self.now
+    }
+
+    /// Routes one message to the locker, the coordinator or the query tracker.
+    fn dispatch(&mut self, now: Instant, from: usize, message: Message) {
+        let (cfg, io, locker) = (&self.cfg, &mut self.io, &mut self.locker);
+        match message {
+            Message::Lock(m) => {
+                self.coord.observe_ticket(m.ticket);
+                locker.handle_lock(now, from, m, io)
+            }
+            Message::Refresh { uid, seq } => locker.handle_refresh(now, from, uid, seq, io),
+            Message::Unlock { uid, ticket } => locker.handle_unlock(now, from, uid, ticket, io),
+            Message::Query { qid, resource } => locker.handle_query(now, from, qid, resource, io),
+            Message::ForceUnlock { qid, target } => locker.handle_force(now, from, qid, target, io),
+            Message::FloorQuery { qid } => locker.handle_floor_query(from, qid, io),
+            Message::LockReply { uid, outcome, mark } => {
+                self.coord.on_lock_reply(from, uid, outcome, mark, now, cfg, locker, io)
+            }
+            Message::RefreshReply { uid, seq, held } => self.coord.on_refresh_reply(from, uid, seq, held, now, cfg, io),
+            Message::UnlockReply { uid, removed } => self.coord.on_unlock_reply(from, uid, removed, io),
+            Message::Wake { ticket } => self.coord.on_wake(ticket, now, cfg, locker, io),
+            Message::QueryReply { qid, entries, truncated } => {
+                self.queries.on_query_reply(from, qid, entries, truncated, io)
+            }
+            Message::ForceUnlockReply { qid, removed } => self.queries.on_force_reply(from, qid, removed, io),
+            Message::FloorReply { qid, floor } => self.queries.on_floor_reply(from, qid, floor, cfg, locker, io),
+        }
+    }
+
+    /// Delivers messages this node sent to itself until none are left.
+    fn pump(&mut self, now: Instant) {
+        while let Some(message) = self.io.loopback.pop_front() {
+            self.dispatch(now, self.cfg.id, message);
+        }
+    }
+}
