@@ -1,0 +1,98 @@
+//! The checkers. Each works on what the world recorded in true (simulated global) time, never on what a
+//! node believes about time, so a node cannot be "right" by having a wrong clock.
+
+pub mod exclusion;
+pub mod fencing;
+pub mod holders;
+pub mod leaks;
+pub mod liveness;
+
+use dsync_core::Mode;
+use std::fmt;
+
+/// Everything the checkers know about one held lock: who, what, its token, and the true-time intervals
+/// during which its holder believed it valid (a belief can lapse and resume if a late refresh succeeds).
+#[derive(Clone, Debug)]
+pub struct HoldRecord {
+    /// The holder's node.
+    pub node: usize,
+    /// The holder node's incarnation (restart count): lock ids restart with the process.
+    pub inc: u32,
+    /// The core's lock id.
+    pub lock: u64,
+    /// Read or write.
+    pub mode: Mode,
+    /// Interned resource ids.
+    pub res: Vec<u32>,
+    /// The fencing token.
+    pub token: u64,
+    /// `[start, end)` true-time belief intervals; the last one may still grow while `open`.
+    pub intervals: Vec<(u64, u64)>,
+    /// Still held (its end may move with refreshes).
+    pub open: bool,
+}
+
+impl HoldRecord {
+    /// Whether the holder believes the lock valid at true time `t`.
+    pub fn valid_at(&self, t: u64) -> bool {
+        self.intervals.iter().any(|&(s, e)| s <= t && t < e)
+    }
+
+    /// When the belief first began (if it ever did for a non-empty interval).
+    pub fn first_start(&self) -> Option<u64> {
+        self.intervals.iter().find(|(s, e)| s < e).map(|&(s, _)| s)
+    }
+
+    /// A short label for reports.
+    pub fn label(&self) -> String {
+        format!("node{}#{}/lock{} {:?} token={}", self.node, self.inc, self.lock, self.mode, self.token)
+    }
+}
+
+/// Whether two modes conflict (anything with a writer).
+pub fn conflicts(a: Mode, b: Mode) -> bool {
+    a == Mode::Write || b == Mode::Write
+}
+
+/// What went wrong.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Kind {
+    /// Two conflicting holders believed their locks valid at the same true instant.
+    Exclusion,
+    /// A later conflicting write lock got a token not above an earlier one.
+    TokenOrder,
+    /// The fenced register rejected a write from a holder whose lock was valid when it landed.
+    FencedWriteRejected,
+    /// A request did not resolve by its deadline, or an uncontended one failed after healing.
+    Liveness,
+    /// A locker still held grants after the workload stopped and leases ran out.
+    Leak,
+    /// A coordinator received a grant for an attempt it had given up and never released it.
+    LateGrantKept,
+    /// A holder query disagreed with the truth in a quiescent moment.
+    HolderQuery,
+}
+
+impl Kind {
+    /// Whether this is a safety property that the drift assumption protects.
+    pub fn depends_on_drift_bound(self) -> bool {
+        matches!(self, Kind::Exclusion | Kind::TokenOrder | Kind::FencedWriteRejected)
+    }
+}
+
+/// One violation, at a true time.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Violation {
+    /// Which checker.
+    pub kind: Kind,
+    /// True time, nanoseconds.
+    pub at: u64,
+    /// What exactly.
+    pub detail: String,
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?} at {:.6}s: {}", self.kind, self.at as f64 / 1e9, self.detail)
+    }
+}

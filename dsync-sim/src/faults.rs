@@ -1,0 +1,266 @@
+//! Swarm testing: the seed first picks the world (which faults exist, how often, how hard), then the
+//! explicit schedule of faults and workload steps in that world, as TigerBeetle's VOPR does. Different
+//! seeds therefore explore different worlds instead of all seeds averaging into one mild one.
+//!
+//! The schedule is plain data ([`Schedule`]), so a failing run can be shrunk by dropping entries.
+
+use crate::net::NetParams;
+use crate::rng::Rng;
+use crate::workload::{self, Request};
+use dsync_core::Duration;
+use std::fmt;
+
+const MS: u64 = 1_000_000;
+const S: u64 = 1_000_000_000;
+
+/// One injected fault, applied at a true time by the world.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// The process dies: its volatile state (grants, locks, timers) is lost. Its clock and disk survive.
+    Crash {
+        /// The node.
+        node: usize,
+    },
+    /// A crashed node starts again (ignored if it is running).
+    Restart {
+        /// The node.
+        node: usize,
+        /// Restart with the floor its embedder persisted (only meaningful with `persist_floor`).
+        durable: bool,
+    },
+    /// The process handles nothing for `dur` of true time (a GC pause); its clock runs on.
+    Pause {
+        /// The node.
+        node: usize,
+        /// Nanoseconds.
+        dur: u64,
+    },
+    /// Messages from `side` to the rest are dropped, and the other way too unless `one_way`.
+    Partition {
+        /// Bit mask of the nodes on one side.
+        side: u64,
+        /// Only block messages leaving `side`.
+        one_way: bool,
+    },
+    /// Every partition heals.
+    Heal,
+    /// Messages on the link `from → to` are held (not lost) until the link is released.
+    Clog {
+        /// Sender.
+        from: usize,
+        /// Receiver.
+        to: usize,
+    },
+    /// The held messages of `from → to` are delivered and the link flows again.
+    Unclog {
+        /// Sender.
+        from: usize,
+        /// Receiver.
+        to: usize,
+    },
+}
+
+/// A fault at a true time (nanoseconds).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FaultEvent {
+    /// True time, nanoseconds.
+    pub at: u64,
+    /// What happens.
+    pub fault: Fault,
+}
+
+impl fmt::Display for FaultEvent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:>12.6}s fault {:?}", self.at as f64 / 1e9, self.fault)
+    }
+}
+
+/// The explicit list of everything the seed scheduled; shrinking drops entries from it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Schedule {
+    /// Faults, by time.
+    pub faults: Vec<FaultEvent>,
+    /// Client requests, by time.
+    pub requests: Vec<Request>,
+}
+
+/// The world a seed chose: timing profile, fault mix and intensities.
+#[derive(Clone, Debug)]
+pub struct Swarm {
+    /// Cluster size.
+    pub nodes: usize,
+    /// Lease `L`.
+    pub lease: Duration,
+    /// The configured drift bound ρ, ppm.
+    pub max_drift_ppm: u32,
+    /// Each node's actual clock rate error, ppm.
+    pub drift_ppm: Vec<i64>,
+    /// Whether the embedder persists the fencing floor.
+    pub persist_floor: bool,
+    /// Network behaviour.
+    pub net: NetParams,
+    /// Whether partitions are reported to nodes as peers going down (crashes always are).
+    pub detect_partitions: bool,
+    /// Failure-detector delay, nanoseconds.
+    pub detect_delay: u64,
+    /// Probability that a holder's write is preceded by a GC pause (between its validity check and the write).
+    pub gc_pause_prob: f64,
+    /// Longest such pause, nanoseconds.
+    pub gc_pause_max: u64,
+    /// True time at which the fault phase ends and everything heals.
+    pub heal_at: u64,
+}
+
+/// Options that are not drawn from the seed.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SwarmOptions {
+    /// Let clocks drift beyond the configured bound (the "assumption broken" scenario).
+    pub drift_beyond_bound: bool,
+}
+
+impl Swarm {
+    /// Draws the world for `seed` and then its schedule.
+    pub fn generate(seed: u64, nodes: usize, opts: SwarmOptions) -> (Swarm, Schedule) {
+        let mut r = Rng::new(seed, 1);
+        let swarm = Swarm::draw(&mut r, nodes, opts);
+        let mut s = Rng::new(seed, 2);
+        let schedule = Schedule { faults: swarm.draw_faults(&mut s), requests: workload::draw(&mut s, &swarm) };
+        (swarm, schedule)
+    }
+
+    fn draw(r: &mut Rng, n: usize, opts: SwarmOptions) -> Swarm {
+        let lease = Duration::from_secs(2);
+        // A large ρ makes the drift margin (and its absence) matter within a short simulated run.
+        let max_drift_ppm = [1_000u32, 10_000, 50_000, 100_000][r.below(4) as usize];
+        let rho = max_drift_ppm as i64;
+        let extreme = r.chance(0.6); // push clocks to the edges of the bound, where margins are tight
+        let drift_ppm = (0..n)
+            .map(|_| {
+                if opts.drift_beyond_bound {
+                    let x = r.range(rho as u64 * 2, rho as u64 * 5) as i64;
+                    if r.chance(0.5) {
+                        x
+                    } else {
+                        -x.min(900_000)
+                    }
+                } else if extreme {
+                    if r.chance(0.5) {
+                        rho
+                    } else {
+                        -rho
+                    }
+                } else {
+                    r.range(0, 2 * rho as u64) as i64 - rho
+                }
+            })
+            .collect();
+        let tail = r.chance(0.6);
+        let net = NetParams {
+            lat_min: r.range(50_000, 300_000),
+            lat_typ: r.log_range(500_000, 5 * MS),
+            tail_prob: if tail { r.unit() * 0.08 } else { 0.0 },
+            tail_max: r.log_range(50 * MS, 600 * MS),
+            loss: if r.chance(0.5) { r.unit() * 0.1 } else { 0.0 },
+            dup: if r.chance(0.3) { r.unit() * 0.05 } else { 0.0 },
+            fifo: r.chance(0.4),
+        };
+        Swarm {
+            nodes: n,
+            lease,
+            max_drift_ppm,
+            drift_ppm,
+            // A lone node can only restart from a durable floor.
+            persist_floor: n == 1 || r.chance(0.5),
+            net,
+            detect_partitions: r.chance(0.5),
+            detect_delay: r.log_range(5 * MS, 500 * MS),
+            gc_pause_prob: if r.chance(0.6) { r.unit() * 0.3 } else { 0.0 },
+            gc_pause_max: r.log_range(100 * MS, 4 * S),
+            heal_at: r.range(8 * S, 20 * S),
+        }
+    }
+
+    /// Each fault kind is on or off for this seed, and has its own rate.
+    fn draw_faults(&self, r: &mut Rng) -> Vec<FaultEvent> {
+        let n = self.nodes;
+        let end = self.heal_at;
+        let mut out = Vec::new();
+        let mut rate = |r: &mut Rng, p_on: f64, max_per_10s: f64| -> f64 {
+            if r.chance(p_on) {
+                r.unit() * max_per_10s / (10 * S) as f64
+            } else {
+                0.0
+            }
+        };
+        let crash = rate(r, 0.6, 6.0);
+        let pause = rate(r, 0.5, 6.0);
+        let partition = if n > 1 { rate(r, 0.6, 6.0) } else { 0.0 };
+        let clog = if n > 1 { rate(r, 0.4, 8.0) } else { 0.0 };
+        let fast_restart = r.chance(0.5);
+        let durable_p = r.unit();
+        let poisson = |r: &mut Rng, rate: f64, out: &mut Vec<u64>| {
+            if rate <= 0.0 {
+                return;
+            }
+            let mut t = 0f64;
+            loop {
+                t += -(1.0 - r.unit()).ln() / rate;
+                if t >= end as f64 {
+                    break;
+                }
+                out.push(t as u64);
+            }
+        };
+        let mut times = Vec::new();
+        poisson(r, crash, &mut times);
+        for &at in &times {
+            // Sometimes several nodes at once: that is what breaks quorum-based recovery.
+            let k = if r.chance(0.3) { r.range(1, (n as u64 / 2 + 1).max(1)) } else { 1 };
+            for _ in 0..k {
+                let node = r.below(n as u64) as usize;
+                let down = if fast_restart { r.log_range(MS, 300 * MS) } else { r.log_range(100 * MS, 5 * S) };
+                out.push(FaultEvent { at, fault: Fault::Crash { node } });
+                out.push(FaultEvent { at: at + down, fault: Fault::Restart { node, durable: r.chance(durable_p) } });
+            }
+        }
+        times.clear();
+        poisson(r, pause, &mut times);
+        for &at in &times {
+            let node = r.below(n as u64) as usize;
+            out.push(FaultEvent { at, fault: Fault::Pause { node, dur: r.log_range(10 * MS, 5 * S) } });
+        }
+        times.clear();
+        poisson(r, partition, &mut times);
+        for &at in &times {
+            // Isolating one node (often a holder) is the classic; random halves split quorums.
+            let side = if r.chance(0.5) {
+                1u64 << r.below(n as u64)
+            } else {
+                let mut m = 0u64;
+                for i in 0..n {
+                    if r.chance(0.5) {
+                        m |= 1 << i;
+                    }
+                }
+                m
+            };
+            let one_way = r.chance(0.3);
+            out.push(FaultEvent { at, fault: Fault::Partition { side, one_way } });
+            out.push(FaultEvent { at: at + r.log_range(50 * MS, 6 * S), fault: Fault::Heal });
+        }
+        times.clear();
+        poisson(r, clog, &mut times);
+        for &at in &times {
+            let from = r.below(n as u64) as usize;
+            let mut to = r.below(n as u64 - 1) as usize;
+            if to >= from {
+                to += 1;
+            }
+            out.push(FaultEvent { at, fault: Fault::Clog { from, to } });
+            out.push(FaultEvent { at: at + r.log_range(10 * MS, 3 * S), fault: Fault::Unclog { from, to } });
+        }
+        out.retain(|f| f.at < end);
+        out.sort_by_key(|f| f.at); // stable: simultaneous faults keep their drawn order
+        out
+    }
+}
