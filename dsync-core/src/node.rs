@@ -112,6 +112,8 @@ impl Node {
             self.io.counters.invalid_messages += 1;
             return;
         }
+        // Expire first, so a late timer never lets a refresh revive a grant whose lease already ran out.
+        self.locker.expire(now, &mut self.io);
         self.dispatch(now, from, message);
         self.pump(now);
     }
