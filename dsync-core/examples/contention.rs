@@ -9,8 +9,8 @@
 //! This drives the core by hand to show the run loop; `dsync-sim` is the full fault simulator.
 
 use dsync_core::{Config, Duration, Event, Instant, LockId, Mode, Node, Start};
-use std::collections::{BTreeMap, BinaryHeap};
 use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap};
 
 const NODES: usize = 5;
 const CLIENTS_PER_NODE: usize = 3;

@@ -374,7 +374,10 @@ mod tests {
     #[test]
     fn a_lone_node_cannot_restart_without_a_durable_floor() {
         let c = Config::new(1, 0);
-        assert_eq!(c.validate_start(Start::Restart { durable_floor: None }), Err(ConfigError::RestartNeedsDurableFloor));
+        assert_eq!(
+            c.validate_start(Start::Restart { durable_floor: None }),
+            Err(ConfigError::RestartNeedsDurableFloor)
+        );
         assert_eq!(c.validate_start(Start::Restart { durable_floor: Some(5) }), Ok(()));
         assert_eq!(Config::new(2, 0).validate_start(Start::Restart { durable_floor: None }), Ok(()));
     }

@@ -206,7 +206,10 @@ impl Coordinator {
             return Err(RequestError::NoResources);
         }
         if resources.len() > limits.max_resources_per_lock {
-            return Err(RequestError::TooManyResources { count: resources.len(), limit: limits.max_resources_per_lock });
+            return Err(RequestError::TooManyResources {
+                count: resources.len(),
+                limit: limits.max_resources_per_lock,
+            });
         }
         if let Some(r) = resources.iter().find(|r| r.len() > limits.max_resource_len) {
             return Err(RequestError::NameTooLong { len: r.len(), limit: limits.max_resource_len });

@@ -40,7 +40,8 @@ impl Fencing {
             Start::Restart { durable_floor: Some(f) } => (f, true),
             Start::Restart { durable_floor: None } => (0, cfg.bug(crate::config::bugs::NO_FLOOR_RECOVERY)),
         };
-        let durable = cfg.persist_floor.then_some(Durable { persisted: floor, requested: floor, chunk: cfg.floor_chunk });
+        let durable =
+            cfg.persist_floor.then_some(Durable { persisted: floor, requested: floor, chunk: cfg.floor_chunk });
         Fencing { floor, max: floor, known, durable }
     }
 

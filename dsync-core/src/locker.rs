@@ -239,9 +239,11 @@ impl Locker {
 
     pub(crate) fn handle_force(&mut self, now: Instant, from: usize, qid: u64, target: ForceTarget, io: &mut Io) {
         let keys: Vec<Key> = match &target {
-            ForceTarget::Resource(r) => {
-                self.res.get(r).map(|st| st.writer.iter().chain(st.readers.iter()).copied().collect()).unwrap_or_default()
-            }
+            ForceTarget::Resource(r) => self
+                .res
+                .get(r)
+                .map(|st| st.writer.iter().chain(st.readers.iter()).copied().collect())
+                .unwrap_or_default(),
             ForceTarget::Uid { owner, uid } => alloc::vec![(usize::from(*owner), *uid)],
         };
         let removed = keys.into_iter().filter(|k| self.remove(*k, now, io)).count() as u32;

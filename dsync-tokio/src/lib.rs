@@ -1,6 +1,41 @@
-//! `dsync-tokio`: the async lock API and the TCP transport for [`dsync-core`].
+//! `dsync-tokio`: distributed `Mutex` / `RwLock` for tokio, backed by `dsync-core`, over TCP or any
+//! [`Transport`].
 //!
-//! Not built yet: this crate exists so the workspace layout is visible. The driver task, the
-//! `Mutex`/`RwLock` handles, the `Transport` seam and the TCP transport are tracked by their own issue.
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use dsync_tokio::NodeBuilder;
+//! let peers = vec!["127.0.0.1:7001".parse()?, "127.0.0.1:7002".parse()?, "127.0.0.1:7003".parse()?];
+//! let node = NodeBuilder::new(peers, 0).secret("cluster secret").start_tcp().await?;
+//!
+//! let orders = node.mutex(["orders"]);
+//! let guard = orders.lock().await?;               // held by a quorum of nodes
+//! let token = guard.fencing_token();              // give this to the store you protect
+//! tokio::select! {
+//!     _ = guard.lost() => eprintln!("lease lost: stop touching orders"),
+//!     _ = async { /* work, passing `token` along */ } => {}
+//! }
+//! let confirmed = guard.release().await?;         // or just drop the guard
+//! # let _ = (token, confirmed);
+//! # Ok(()) }
+//! ```
+//!
+//! One task per node (the driver) owns the sans-IO core, its timer and the transport; handles talk to it
+//! over channels. Dropping a [`Guard`] queues its release without blocking and without a runtime; dropping a
+//! pending `lock()` future cancels the acquisition and releases anything it had gathered.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
+
+mod driver;
+mod error;
+mod lock;
+mod node;
+pub mod tcp;
+mod transport;
+
+pub use driver::Released;
+pub use dsync_core as core;
+pub use dsync_core::{ForceTarget, HolderEntry, Mode, Start};
+pub use error::{LockError, StartError};
+pub use lock::{Guard, Mutex, RwLock};
+pub use node::{Node, NodeBuilder};
+pub use transport::{Transport, TransportEvent};

@@ -42,7 +42,7 @@ pub struct Cluster {
     pub inflight: VecDeque<Msg>,
     /// Directed links (from, to) whose messages are dropped.
     pub blocked: BTreeSet<(usize, usize)>,
-    /// Every event each node emitted, with the instant (cleared on crash? no: kept for the test to read).
+    /// Every event each node's current incarnation emitted, with the instant (lock ids restart at a restart).
     pub events: Vec<Vec<(Instant, Event)>>,
     /// The last floor each node's embedder persisted and acknowledged (only with `persist_floor`).
     pub durable: Vec<Option<u64>>,
@@ -170,6 +170,7 @@ impl Cluster {
     pub fn crash(&mut self, i: usize) {
         self.nodes[i] = None;
         self.requests[i].clear();
+        self.events[i].clear();
     }
 
     /// Restarts node `i` with a new seed and the given durable floor.

@@ -1,0 +1,869 @@
+//! Behaviour of a whole cluster of `dsync-core` nodes, one test per promise, on a virtual clock.
+
+mod support;
+
+use dsync_core::wire::{LockMsg, Outcome};
+use dsync_core::{
+    DenyReason, Event, FailReason, ForceTarget, Instant, Message, Mode, Node, NodeSet, RequestError, Start,
+};
+use support::{ms, secs, Cluster, Msg};
+
+const R: Mode = Mode::Read;
+const W: Mode = Mode::Write;
+
+/// Takes the in-flight messages matching `pred` out of the network (to deliver them later, or never).
+fn hold(c: &mut Cluster, pred: impl Fn(&Msg) -> bool) -> Vec<Msg> {
+    let (held, rest): (Vec<Msg>, Vec<Msg>) = c.inflight.drain(..).partition(|m| pred(m));
+    c.inflight.extend(rest);
+    held
+}
+
+fn token_of(c: &Cluster, i: usize, lock: dsync_core::LockId) -> u64 {
+    c.acquired(i, lock).unwrap_or_else(|| panic!("node {i} did not acquire {lock:?}")).1
+}
+
+// ----- mutual exclusion -----
+
+#[test]
+fn a_write_lock_excludes_other_writers_until_released() {
+    let mut c = Cluster::new(3, |_| {});
+    let a = c.lock(0, W, &["r"], None);
+    c.settle();
+    let ta = token_of(&c, 0, a);
+    let b = c.lock(1, W, &["r"], None);
+    c.run_for(secs(45)); // several refreshes of a's lease
+    assert!(c.is_valid(0, a));
+    assert_eq!(c.acquired(1, b), None, "a second writer got in while the first held");
+    assert!(c.lost(0, a).is_none());
+
+    let released_at = c.now;
+    assert!(c.unlock(0, a));
+    c.run_for(ms(100));
+    assert!(c.released(0, a).is_some());
+    let (at, tb) = c.acquired(1, b).expect("the waiting writer acquires after the release");
+    assert!(at - released_at < ms(10), "the waiter is woken, not left to its backoff");
+    assert!(tb > ta, "fencing token must grow: {ta} then {tb}");
+    c.assert_safe();
+}
+
+#[test]
+fn readers_share_and_exclude_writers() {
+    let mut c = Cluster::new(3, |_| {});
+    let r1 = c.lock(0, R, &["r"], None);
+    let r2 = c.lock(1, R, &["r"], None);
+    c.settle();
+    assert!(c.is_valid(0, r1) && c.is_valid(1, r2), "readers share");
+    let w = c.lock(2, W, &["r"], Some(secs(2)));
+    c.run_for(secs(3));
+    assert_eq!(c.failed(2, w).map(|f| f.1), Some(FailReason::Timeout));
+    assert!(c.is_valid(0, r1) && c.is_valid(1, r2));
+
+    c.unlock(0, r1);
+    c.unlock(1, r2);
+    c.settle();
+    let w2 = c.lock(2, W, &["r"], None);
+    c.settle();
+    assert!(c.is_valid(2, w2));
+    let r3 = c.lock(0, R, &["r"], Some(secs(2)));
+    c.run_for(secs(3));
+    assert_eq!(c.failed(0, r3).map(|f| f.1), Some(FailReason::Timeout), "a writer excludes readers");
+    c.assert_safe();
+}
+
+#[test]
+fn a_multi_resource_lock_is_all_or_nothing() {
+    let mut c = Cluster::new(3, |_| {});
+    // Node 0 takes "b" while node 2 is cut off: only lockers 0 and 1 hold it.
+    c.partition(&[2], &[0, 1]);
+    let a = c.lock(0, W, &["b"], None);
+    c.settle();
+    assert!(c.is_valid(0, a));
+    c.heal();
+    // Node 1 asks for a, b, c: locker 2 grants all three, lockers 0 and 1 refuse; the attempt fails.
+    let m = c.lock(1, W, &["c", "a", "b"], Some(secs(2)));
+    c.run_for(secs(3));
+    assert_eq!(c.failed(1, m).map(|f| f.1), Some(FailReason::Timeout));
+    assert!(c.node(2).counters().grants >= 1, "locker 2 did grant the whole request at least once");
+    let now = c.now;
+    for i in 0..3 {
+        for g in c.node(i).grants(now) {
+            assert_eq!((g.owner, g.resource.as_str()), (0, "b"), "node {i} kept part of the failed lock: {g:?}");
+        }
+    }
+    assert_eq!(c.node(2).grant_count(), 0);
+    // "a" and "c" are free for others at once.
+    let other = c.lock(2, W, &["a", "c"], None);
+    c.settle();
+    assert!(c.is_valid(2, other));
+    assert!(c.is_valid(0, a));
+    c.assert_safe();
+}
+
+// ----- availability and failures -----
+
+#[test]
+fn losing_a_minority_changes_nothing() {
+    let mut c = Cluster::new(5, |_| {});
+    c.partition(&[3, 4], &[0, 1, 2]);
+    let a = c.lock(0, W, &["r"], None);
+    let b = c.lock(1, R, &["s"], None);
+    c.settle();
+    assert!(c.is_valid(0, a) && c.is_valid(1, b));
+    for _ in 0..5 {
+        c.run_for(secs(30)); // five lease periods, refreshed by the majority alone
+        assert!(c.is_valid(0, a) && c.is_valid(1, b));
+    }
+    assert!(c.lost(0, a).is_none() && c.lost(1, b).is_none());
+    // The minority side cannot write.
+    let m = c.lock(3, W, &["t"], Some(secs(2)));
+    c.run_for(secs(3));
+    assert_eq!(c.failed(3, m).map(|f| f.1), Some(FailReason::NoQuorum));
+    c.assert_safe();
+}
+
+#[test]
+fn a_two_node_cluster_reads_with_one_node_down_but_cannot_write() {
+    let mut c = Cluster::new(2, |_| {});
+    c.crash(1);
+    let r = c.lock(0, R, &["r"], None);
+    c.settle();
+    assert!(c.is_valid(0, r), "read quorum of 2 nodes is 1");
+    let w = c.lock(0, W, &["s"], Some(secs(2)));
+    c.run_for(secs(100));
+    assert_eq!(c.failed(0, w).map(|f| f.1), Some(FailReason::NoQuorum));
+    assert!(c.is_valid(0, r), "the read lock keeps refreshing on one node");
+    c.assert_safe();
+}
+
+#[test]
+fn the_holder_is_told_lost_when_cut_off_and_stays_valid_until_then() {
+    let mut c = Cluster::new(3, |_| {});
+    let a = c.lock(0, W, &["r"], None);
+    c.settle();
+    c.run_for(secs(5));
+    let cut_at = c.now;
+    c.partition(&[0], &[1, 2]);
+    let b = c.lock(1, W, &["r"], None);
+    let mut lost_seen = false;
+    for _ in 0..600 {
+        c.run_for(ms(100));
+        let lost = c.lost(0, a).is_some();
+        assert_eq!(c.is_valid(0, a), !lost, "valid exactly until Lost, at {:?}", c.now);
+        lost_seen |= lost;
+    }
+    let lost_at = c.lost(0, a).expect("the cut-off holder is told Lost");
+    assert!(lost_seen);
+    assert!(lost_at - cut_at <= c.cfgs[0].lease, "lost within one lease of the cut");
+    let (b_at, _) = c.acquired(1, b).expect("the majority side acquires once the old grants expire");
+    assert!(b_at >= lost_at);
+    c.assert_safe();
+}
+
+#[test]
+fn a_dead_holders_grants_expire_and_another_node_then_acquires() {
+    let mut c = Cluster::new(3, |_| {});
+    let a = c.lock(0, W, &["r"], None);
+    c.settle();
+    c.run_for(secs(15)); // one refresh at 10 s
+    assert!(c.is_valid(0, a));
+    let crash_at = c.now;
+    c.crash(0);
+    let b = c.lock(1, W, &["r"], None);
+    c.run_for(ms(1));
+    assert_eq!((c.node(1).grant_count(), c.node(2).grant_count()), (1, 1), "the dead holder's grants live on");
+    let hold = c.cfgs[0].locker_hold();
+    c.run_until(crash_at + hold);
+    let now = c.now;
+    for i in [1, 2] {
+        assert!(c.node(i).grants(now).iter().all(|g| g.owner != 0), "node {i} still holds the dead node's grant");
+        assert!(c.node(i).counters().expirations >= 1);
+    }
+    c.run_for(secs(2));
+    let (at, _) = c.acquired(1, b).expect("another node acquires after expiry");
+    assert!(at > crash_at && at <= crash_at + hold + secs(1));
+    c.assert_safe();
+}
+
+/// MinIO's double writer: a node restarts without state while another node is cut off from the holder;
+/// without a quarantine the cut-off node and the restarted one would form a second write quorum.
+#[test]
+fn a_restarted_node_does_not_enable_a_second_writer() {
+    let mut c = Cluster::new(3, |_| {});
+    c.partition(&[2], &[0, 1]);
+    let a = c.lock(0, W, &["r"], None);
+    c.settle();
+    let info = c.node(0).lock_info(a).unwrap();
+    assert_eq!(info.grantors, NodeSet(0b011));
+    c.run_for(secs(1));
+    c.crash(1);
+    c.restart(1, None);
+    c.heal();
+    c.partition(&[0], &[2]); // node 1 talks to both; 0 and 2 cannot talk
+    let b = c.lock(2, W, &["r"], None);
+    for _ in 0..600 {
+        c.run_for(ms(100));
+        if c.is_valid(0, a) {
+            assert_eq!(c.acquired(2, b), None, "second writer while the first is valid at {:?}", c.now);
+        }
+    }
+    assert!(c.node(1).counters().quarantined_denials > 0, "node 1 answered Quarantined");
+    let lost_at = c.lost(0, a).expect("A cannot refresh without a quorum");
+    let (b_at, tb) = c.acquired(2, b).expect("node 2 acquires once A's lease is gone");
+    assert!(b_at >= lost_at);
+    assert!(tb > info.token, "token {tb} must exceed the earlier writer's {}", info.token);
+    c.assert_safe();
+}
+
+// ----- fencing -----
+
+#[test]
+fn fencing_tokens_increase_across_release_expiry_and_a_minority_restart() {
+    let mut c = Cluster::new(3, |_| {});
+    let w1 = c.lock(0, W, &["r"], None);
+    c.settle();
+    let t1 = token_of(&c, 0, w1);
+    c.unlock(0, w1);
+    c.settle();
+
+    // After a release.
+    let w2 = c.lock(1, W, &["r"], None);
+    c.settle();
+    let t2 = token_of(&c, 1, w2);
+    assert!(t2 > t1);
+
+    // After expiry: the holder crashes; another node acquires once its grants expire.
+    c.crash(1);
+    let w3 = c.lock(2, W, &["r"], None);
+    c.run_for(secs(40));
+    let t3 = token_of(&c, 2, w3);
+    assert!(t3 > t2);
+
+    // A minority restart without state: node 1 learns the floor from its peers.
+    c.restart(1, None);
+    c.settle();
+    assert!(c.node(1).fencing_mark() >= t3, "the restarted node learned its floor from peers");
+    assert!(!c.node(1).is_serving(c.now), "but serves nothing during its quarantine");
+    c.unlock(2, w3);
+    c.settle();
+    let w4 = c.lock(0, W, &["r"], None);
+    c.settle();
+    let t4 = token_of(&c, 0, w4);
+    assert!(t4 > t3);
+    assert!(c.node(1).fencing_mark() < t4, "node 1 was quarantined while t4 was granted");
+    c.unlock(0, w4);
+    c.run_for(c.cfgs[1].effective_quarantine());
+    assert!(c.node(1).is_serving(c.now));
+
+    // The restarted node coordinates: its own hint is stale, peers deny StaleToken, it retries higher.
+    let stale_before: u64 = (0..3).map(|i| c.node(i).counters().stale_token_denials).sum();
+    let w5 = c.lock(1, W, &["r"], None);
+    c.settle();
+    let t5 = token_of(&c, 1, w5);
+    assert!(t5 > t4, "{t5} must exceed {t4}");
+    let stale_after: u64 = (0..3).map(|i| c.node(i).counters().stale_token_denials).sum();
+    assert!(stale_after > stale_before, "the low proposal was denied as stale");
+    assert!(c.node(1).counters().retries >= 1);
+    assert_eq!(c.node(1).fencing_mark(), t5);
+    c.assert_safe();
+}
+
+#[test]
+fn a_whole_cluster_restart_with_durable_floors_keeps_tokens_increasing() {
+    let mut c = Cluster::new(3, |cfg| {
+        cfg.persist_floor = true;
+        cfg.floor_chunk = 4; // small, so floors are persisted several times
+    });
+    let mut last = 0;
+    for i in 0..10 {
+        let w = c.lock(i % 3, W, &["r"], None);
+        c.settle();
+        let t = token_of(&c, i % 3, w);
+        assert!(t > last);
+        last = t;
+        c.unlock(i % 3, w);
+        c.settle();
+    }
+    assert!(c.durable.iter().all(|d| d.is_some_and(|f| f >= last)), "floors: {:?}", c.durable);
+    for i in 0..3 {
+        c.crash(i);
+    }
+    for i in 0..3 {
+        let floor = c.durable[i];
+        c.restart(i, floor);
+    }
+    c.run_for(c.cfgs[0].effective_quarantine());
+    let w = c.lock(0, W, &["r"], None);
+    c.settle();
+    let t = token_of(&c, 0, w);
+    assert!(t > last, "token {t} after the restart must exceed {last}");
+    c.assert_safe();
+}
+
+/// Without durable floors, a node recovers its floor only from peers that know theirs; after a
+/// whole-cluster restart nobody does, so the cluster stays unavailable (it never reissues low tokens).
+#[test]
+fn a_whole_cluster_restart_without_durable_floors_stays_unavailable() {
+    let mut c = Cluster::new(3, |_| {});
+    let w = c.lock(0, W, &["r"], None);
+    c.settle();
+    assert!(token_of(&c, 0, w) >= 1);
+    for i in 0..3 {
+        c.crash(i);
+    }
+    for i in 0..3 {
+        c.restart(i, None);
+    }
+    c.run_for(secs(100));
+    let now = c.now;
+    for i in 0..3 {
+        assert!(!c.node(i).is_serving(now), "node {i} serves without knowing its floor");
+        assert_eq!(c.node(i).fencing_mark(), 0);
+    }
+    let w = c.lock(1, W, &["r"], Some(secs(5)));
+    let r = c.lock(2, R, &["r"], Some(secs(5)));
+    c.run_for(secs(6));
+    assert_eq!(c.failed(1, w).map(|f| f.1), Some(FailReason::NoQuorum));
+    assert_eq!(c.failed(2, r).map(|f| f.1), Some(FailReason::NoQuorum));
+    assert!(c.acquisitions.len() == 1, "nothing acquired after the restart");
+}
+
+// ----- contention -----
+
+#[test]
+fn the_start_up_herd_resolves_within_a_few_retries() {
+    let mut c = Cluster::new(5, |_| {});
+    let locks: Vec<_> = (0..5).map(|i| c.lock(i, W, &["r"], None)).collect();
+    // Each locker has already granted its own node's request (loopback): round one will split.
+    for i in 0..5 {
+        let g = c.node(i).grants(c.now);
+        assert_eq!(g.len(), 1);
+        assert_eq!(usize::from(g[0].owner), i);
+    }
+    let holders = |c: &Cluster| -> Vec<usize> { (0..5).filter(|&i| c.acquired(i, locks[i]).is_some()).collect() };
+    while holders(&c).is_empty() && c.now < Instant::from_millis(2_000) {
+        c.run_for(ms(1));
+    }
+    let at = c.now;
+    let retries: u64 = (0..5).map(|i| c.node(i).counters().retries).sum();
+    c.run_for(secs(2));
+    let holders = holders(&c);
+    assert_eq!(holders.len(), 1, "exactly one of the herd holds: {holders:?}");
+    assert!(at <= Instant::from_millis(50), "the herd took until {at:?}");
+    assert!(retries <= 10, "the herd retried {retries} times");
+    c.assert_safe();
+}
+
+#[test]
+fn a_waiting_writer_is_not_starved_by_overlapping_readers() {
+    let mut c = Cluster::new(3, |_| {});
+    let mut readers = Vec::new();
+    let mut writer = None;
+    for step in 0..100u64 {
+        c.run_until(Instant::from_millis(step * 10));
+        let now = c.now;
+        // A new reader every 10 ms, each holding 25 ms: readers always overlap.
+        readers.push((step as usize % 3, c.lock(step as usize % 3, R, &["r"], None)));
+        for &(i, l) in &readers {
+            if c.acquired(i, l).is_some_and(|(at, _)| now - at >= ms(25)) && c.is_valid(i, l) {
+                c.unlock(i, l);
+            }
+        }
+        if step == 5 {
+            writer = Some(c.lock(0, W, &["r"], None));
+        }
+    }
+    let w = writer.unwrap();
+    let (at, _) = c.acquired(0, w).expect("the writer acquires");
+    assert!(at <= Instant::from_millis(50 + 60), "the writer waited until {at:?}");
+    c.assert_safe();
+}
+
+#[test]
+fn an_old_waiter_is_not_starved_by_newcomers() {
+    let mut c = Cluster::new(3, |_| {});
+    let first = c.lock(0, W, &["r"], None);
+    c.settle();
+    let waiter = c.lock(1, W, &["r"], None);
+    c.settle();
+    let mut newcomers = Vec::new();
+    for step in 1..=50u64 {
+        c.run_until(Instant::from_millis(step * 10));
+        let now = c.now;
+        if step == 10 {
+            c.unlock(0, first);
+        }
+        // Newcomers on nodes 0 and 2 grab the lock and give it back at once, over and over.
+        for i in [0, 2] {
+            newcomers.push((i, c.lock(i, W, &["r"], Some(ms(500)))));
+        }
+        for &(i, l) in &newcomers {
+            if c.is_valid(i, l) && c.acquired(i, l).is_some_and(|(at, _)| now - at >= ms(10)) {
+                c.unlock(i, l);
+            }
+        }
+        if c.is_valid(1, waiter) && c.acquired(1, waiter).is_some_and(|(at, _)| now - at >= ms(10)) {
+            c.unlock(1, waiter);
+        }
+    }
+    let (w_at, _) = c.acquired(1, waiter).expect("the old waiter acquires");
+    assert!(w_at <= Instant::from_millis(110), "the old waiter got it only at {w_at:?}");
+    let first_after = c.acquisitions.iter().find(|a| a.lock != first || a.node != 0).unwrap();
+    assert_eq!((first_after.node, first_after.lock), (1, waiter), "a newcomer overtook the waiter");
+    c.assert_safe();
+}
+
+// ----- administration -----
+
+#[test]
+fn a_holder_query_merges_every_nodes_entries() {
+    let mut c = Cluster::new(3, |_| {});
+    let a = c.lock(0, W, &["x"], None);
+    let b = c.lock(1, R, &["y", "z"], None);
+    c.settle();
+    let (ia, ib) = (c.node(0).lock_info(a).unwrap(), c.node(1).lock_info(b).unwrap());
+    let q = c.with_node(2, |n, now| n.query_holders(now, None)).unwrap();
+    c.settle();
+    let (_, Event::Holders { query, entries, answered, truncated }) = c.events[2].last().unwrap().clone() else {
+        panic!("expected a Holders event, got {:?}", c.events[2]);
+    };
+    assert_eq!(query, q);
+    assert_eq!(answered, NodeSet::all(3));
+    assert!(!truncated);
+    let got: Vec<_> =
+        entries.iter().map(|e| (e.resource.as_str(), e.mode, e.owner, e.uid, e.token, e.granted_by)).collect();
+    let all = NodeSet::all(3);
+    assert_eq!(
+        got,
+        [("x", W, 0, ia.uid, ia.token, all), ("y", R, 1, ib.uid, ib.token, all), ("z", R, 1, ib.uid, ib.token, all)]
+    );
+
+    let q = c.with_node(2, |n, now| n.query_holders(now, Some("y".into()))).unwrap();
+    c.settle();
+    let Some((_, Event::Holders { query, entries, .. })) = c.events[2].last() else { panic!() };
+    assert_eq!(*query, q);
+    assert_eq!(entries.len(), 1);
+    assert_eq!((entries[0].resource.as_str(), entries[0].owner), ("y", 1));
+}
+
+#[test]
+fn force_unlock_by_resource_or_uid_removes_grants_and_the_holder_loses_at_its_next_refresh() {
+    let mut c = Cluster::new(3, |_| {});
+    let a = c.lock(0, W, &["x"], None);
+    let b = c.lock(1, R, &["y"], None);
+    c.settle();
+    c.run_for(secs(1));
+    let ib = c.node(1).lock_info(b).unwrap();
+
+    let q = c.with_node(2, |n, now| n.force_unlock(now, ForceTarget::Resource("x".into()))).unwrap();
+    c.settle();
+    assert_eq!(c.events[2].last().unwrap().1, Event::ForceUnlocked { query: q, removed: 3, answered: NodeSet::all(3) });
+    let q = c.with_node(2, |n, now| n.force_unlock(now, ForceTarget::Uid { owner: 1, uid: ib.uid })).unwrap();
+    c.settle();
+    assert_eq!(c.events[2].last().unwrap().1, Event::ForceUnlocked { query: q, removed: 3, answered: NodeSet::all(3) });
+    assert_eq!(c.total_grants(), 0);
+
+    assert!(c.is_valid(0, a) && c.is_valid(1, b), "holders learn only at their next refresh");
+    c.run_for(secs(10));
+    assert!(c.lost(0, a).is_some() && c.lost(1, b).is_some());
+    assert!(!c.is_valid(0, a) && !c.is_valid(1, b));
+    let refresh = c.cfgs[0].refresh_interval;
+    assert!(c.lost(0, a).unwrap() <= Instant::ZERO + refresh + ms(1));
+}
+
+// ----- limits -----
+
+#[test]
+fn limits_give_typed_errors_and_change_nothing() {
+    let mut c = Cluster::new(3, |cfg| {
+        cfg.limits.max_resources_per_lock = 2;
+        cfg.limits.max_resource_len = 4;
+        cfg.limits.max_pending = 1;
+        cfg.limits.max_queries = 1;
+    });
+    let before = c.node(0).counters().clone();
+    assert_eq!(c.try_lock(0, W, &[], None), Err(RequestError::NoResources));
+    assert_eq!(c.try_lock(0, W, &["a", "b", "c"], None), Err(RequestError::TooManyResources { count: 3, limit: 2 }));
+    assert_eq!(c.try_lock(0, W, &["abcde"], None), Err(RequestError::NameTooLong { len: 5, limit: 4 }));
+    let long = c.with_node(0, |n, now| n.query_holders(now, Some("abcde".into())));
+    assert_eq!(long, Err(RequestError::NameTooLong { len: 5, limit: 4 }));
+    assert_eq!(c.node(0).counters(), &before);
+    assert!(c.inflight.is_empty() && c.events[0].is_empty() && c.node(0).grant_count() == 0);
+    assert_eq!(c.node(0).poll_timeout(), None);
+
+    // Duplicates are removed before the limit applies.
+    let a = c.lock(0, W, &["a", "b", "a"], None);
+    assert_eq!(c.try_lock(0, W, &["c"], None), Err(RequestError::Overloaded), "max_pending is 1");
+    c.settle();
+    assert!(c.is_valid(0, a));
+    assert!(c.try_lock(0, W, &["c"], None).is_ok(), "room again once acquired");
+
+    c.with_node(1, |n, now| n.query_holders(now, None)).unwrap();
+    assert_eq!(c.with_node(1, |n, now| n.query_holders(now, None)), Err(RequestError::Overloaded));
+    c.settle();
+    c.assert_safe();
+}
+
+#[test]
+fn full_locker_tables_deny_overloaded_and_the_attempt_fails_overloaded() {
+    let mut c = Cluster::new(3, |cfg| cfg.limits.max_grants = 1);
+    let a = c.lock(0, W, &["a"], None);
+    c.settle();
+    assert!(c.is_valid(0, a));
+    let b = c.lock(1, W, &["b"], Some(secs(1)));
+    c.run_for(secs(2));
+    assert_eq!(c.failed(1, b).map(|f| f.1), Some(FailReason::Overloaded));
+    assert!((0..3).all(|i| c.node(i).grant_count() == 1));
+    assert!(c.is_valid(0, a));
+}
+
+// ----- hostile input -----
+
+#[test]
+fn hostile_input_changes_nothing_and_never_panics() {
+    let mut c = Cluster::new(3, |_| {});
+    let a = c.lock(0, W, &["r"], None);
+    c.settle();
+    let info = c.node(0).lock_info(a).unwrap();
+    let now = c.now;
+    let grants_before: Vec<_> = (0..3).map(|i| c.node(i).grants(now)).collect();
+
+    // Unknown senders and "myself".
+    let unlock = Message::Unlock { uid: info.uid, ticket: None };
+    for from in [3, 64, usize::MAX, 1] {
+        c.with_node(1, |n, now| n.handle_message(now, from, unlock.clone()));
+    }
+    assert_eq!(c.node(1).counters().invalid_messages, 4);
+    // Node 2 tries to unlock node 0's grant at node 1: grants are keyed by owner, so nothing goes.
+    c.with_node(1, |n, now| n.handle_message(now, 2, unlock.clone()));
+    c.settle();
+    let now = c.now;
+    assert_eq!((0..3).map(|i| c.node(i).grants(now)).collect::<Vec<_>>(), grants_before);
+
+    // Replies to unknown uids and query ids.
+    let stale_before = c.node(0).counters().stale_replies;
+    let junk = [
+        Message::LockReply { uid: 12345, outcome: Outcome::Denied(DenyReason::Conflict), mark: 9 },
+        Message::RefreshReply { uid: 12345, seq: 1, held: true },
+        Message::RefreshReply { uid: info.uid, seq: 999, held: false },
+        Message::UnlockReply { uid: 12345, removed: true },
+        Message::QueryReply { qid: 77, entries: vec![], truncated: true },
+        Message::ForceUnlockReply { qid: 77, removed: 5 },
+        Message::FloorReply { qid: 77, floor: Some(u64::MAX) },
+        Message::Wake { ticket: 12345 },
+    ];
+    for m in junk {
+        c.with_node(0, |n, now| n.handle_message(now, 1, m));
+    }
+    assert!(c.node(0).counters().stale_replies >= stale_before + 5);
+    assert!(c.inflight.is_empty(), "junk replies provoke no message: {:?}", c.inflight);
+    assert!(c.events[0].iter().all(|(_, e)| matches!(e, Event::Acquired { .. })));
+    assert_eq!(c.node(0).fencing_mark(), info.token, "a floor reply nobody asked for is ignored");
+    // A grant for an unknown uid is answered by releasing it.
+    c.with_node(0, |n, now| {
+        n.handle_message(now, 1, Message::LockReply { uid: 5, outcome: Outcome::Granted, mark: 0 })
+    });
+    assert!(matches!(&c.inflight[0].message, Message::Unlock { uid: 5, .. }));
+    c.settle();
+    assert!(c.is_valid(0, a));
+
+    // Malformed lock requests are denied Invalid and change no table.
+    let bad = |resources: &[&str]| {
+        Message::Lock(LockMsg {
+            uid: 4242,
+            ticket: 1,
+            mode: W,
+            proposal: 100,
+            resources: resources.iter().map(|s| s.to_string()).collect(),
+        })
+    };
+    let too_many: Vec<String> = (0..1001).map(|i| format!("{i:05}")).collect();
+    let too_many: Vec<&str> = too_many.iter().map(|s| s.as_str()).collect();
+    let long = "x".repeat(1025);
+    for m in [bad(&["b", "a"]), bad(&["a", "a"]), bad(&[]), bad(&too_many), bad(&[long.as_str()])] {
+        c.with_node(1, |n, now| n.handle_message(now, 2, m));
+        let reply = c.inflight.pop_back().expect("a reply");
+        assert_eq!((reply.from, reply.to), (1, 2));
+        assert!(
+            matches!(reply.message, Message::LockReply { outcome: Outcome::Denied(DenyReason::Invalid), .. }),
+            "{reply:?}"
+        );
+    }
+    // A proposal absurdly far above every mark cannot poison the locker.
+    let mut huge = bad(&["q"]);
+    if let Message::Lock(m) = &mut huge {
+        m.proposal = u64::MAX;
+    }
+    c.with_node(1, |n, now| n.handle_message(now, 2, huge));
+    let reply = c.inflight.pop_back().unwrap();
+    assert!(matches!(reply.message, Message::LockReply { outcome: Outcome::Denied(DenyReason::Invalid), .. }));
+    assert_eq!(c.node(1).grants(c.now), grants_before[1]);
+    assert!(c.node(1).fencing_mark() < 1 << 40);
+    assert!(c.is_valid(0, a));
+    c.assert_safe();
+}
+
+#[test]
+fn duplicated_and_reordered_replies_are_harmless() {
+    let mut c = Cluster::new(5, |_| {});
+    let a = c.lock(0, W, &["r"], None);
+    // Deliver the requests, then the replies twice and in reverse order.
+    for _ in 0..4 {
+        c.deliver_at(0);
+    }
+    let mut replies: Vec<Msg> = c.inflight.drain(..).collect();
+    replies.reverse();
+    let dup = replies.clone();
+    c.inflight.extend(replies.into_iter().chain(dup));
+    c.settle();
+    assert!(c.is_valid(0, a));
+    assert_eq!(c.node(0).lock_info(a).unwrap().grantors, NodeSet::all(5));
+    assert_eq!(c.events[0].iter().filter(|(_, e)| matches!(e, Event::Acquired { .. })).count(), 1);
+    // Duplicated lock requests are answered again but granted once.
+    let b = c.lock(1, W, &["s"], None);
+    let dups: Vec<Msg> = c.inflight.iter().cloned().collect();
+    c.inflight.extend(dups);
+    c.settle();
+    assert!(c.is_valid(1, b));
+    assert_eq!(c.total_grants(), 10);
+    c.unlock(1, b);
+    c.unlock(0, a);
+    c.settle();
+    assert_eq!(c.total_grants(), 0);
+}
+
+// ----- giving up -----
+
+#[test]
+fn a_grant_that_arrives_after_the_attempt_gave_up_is_released() {
+    let mut c = Cluster::new(3, |_| {});
+    let a = c.lock(0, W, &["r"], Some(ms(100)));
+    let late = hold(&mut c, |m| matches!(m.message, Message::Lock(_)));
+    assert_eq!(late.len(), 2);
+    c.run_for(ms(200));
+    assert_eq!(c.failed(0, a).map(|f| f.1), Some(FailReason::NoQuorum));
+    assert_eq!(c.total_grants(), 0);
+    // The requests arrive after the unlock: lockers grant, and the coordinator releases each grant.
+    c.inflight.extend(late);
+    c.settle();
+    assert_eq!(c.total_grants(), 0);
+    assert_eq!(c.node(0).counters().late_grants_released, 2);
+}
+
+#[test]
+fn cancel_releases_partial_grants() {
+    let mut c = Cluster::new(3, |_| {});
+    let a = c.lock(0, W, &["r"], None);
+    let late = hold(&mut c, |m| matches!(m.message, Message::Lock(_)));
+    assert_eq!(c.node(0).grant_count(), 1, "own locker granted at once");
+    assert_eq!(c.node(0).pending_count(), 1);
+    assert!(c.cancel(0, a));
+    assert!(!c.cancel(0, a), "already gone");
+    assert_eq!(c.node(0).grant_count(), 0);
+    assert_eq!(c.node(0).pending_count(), 0);
+    c.settle();
+    c.inflight.extend(late);
+    c.settle();
+    assert_eq!(c.total_grants(), 0);
+    assert!(c.events[0].is_empty(), "cancel emits no event");
+}
+
+#[test]
+fn cancel_releases_reservations() {
+    let mut c = Cluster::new(3, |_| {});
+    let a = c.lock(0, W, &["r"], None);
+    c.settle();
+    let b = c.lock(1, W, &["r"], None);
+    c.run_for(ms(10)); // denied and reserved; backing off
+    assert!(c.cancel(1, b));
+    let d = c.lock(2, W, &["r"], None);
+    c.run_for(ms(10));
+    let released_at = c.now;
+    c.unlock(0, a);
+    c.run_for(ms(100));
+    let (at, _) = c.acquired(2, d).expect("node 2 acquires");
+    // A leftover reservation of the better-ticketed cancelled lock would block node 2 for seconds.
+    assert!(at - released_at < ms(20), "node 2 waited until {at:?}");
+    assert_eq!(c.acquired(1, b), None);
+}
+
+#[test]
+fn deadlines_fail_with_timeout_when_held_and_no_quorum_when_a_majority_is_down() {
+    let mut c = Cluster::new(3, |_| {});
+    let a = c.lock(0, W, &["r"], None);
+    c.settle();
+    let b = c.lock(1, W, &["r"], Some(ms(300)));
+    c.run_for(secs(1));
+    let (at, reason) = c.failed(1, b).unwrap();
+    assert_eq!(reason, FailReason::Timeout);
+    assert!(at <= Instant::from_millis(300));
+    assert!(c.is_valid(0, a));
+
+    c.crash(0);
+    c.crash(2);
+    let d = c.lock(1, W, &["s"], Some(ms(300)));
+    let r = c.lock(1, R, &["s"], Some(ms(300)));
+    c.run_for(secs(1));
+    assert_eq!(c.failed(1, d).map(|f| f.1), Some(FailReason::NoQuorum));
+    assert_eq!(c.failed(1, r).map(|f| f.1), Some(FailReason::NoQuorum));
+    assert_eq!(c.node(1).pending_count(), 0);
+    let now = c.now;
+    let own: Vec<_> = c.node(1).grants(now).into_iter().filter(|g| g.owner == 1).collect();
+    assert!(own.is_empty(), "partial grants of failed attempts are released: {own:?}");
+}
+
+#[test]
+fn release_reports_how_many_grantors_confirmed() {
+    let mut c = Cluster::new(3, |_| {});
+    let a = c.lock(0, W, &["r"], None);
+    c.settle();
+    c.partition(&[0], &[2]);
+    c.unlock(0, a);
+    c.run_for(secs(2)); // node 2 never answers: the release ends at its timeout
+    let released = c.events[0].iter().find_map(|(_, e)| match e {
+        Event::Released { lock, confirmed, grantors } if *lock == a => Some((*confirmed, *grantors)),
+        _ => None,
+    });
+    assert_eq!(released, Some((2, 3)));
+    assert!(!c.is_valid(0, a) && c.node(0).lock_info(a).is_none());
+    assert_eq!(c.node(2).grant_count(), 1, "node 2's grant expires by lease");
+    c.run_for(c.cfgs[0].locker_hold());
+    assert_eq!(c.total_grants(), 0);
+}
+
+#[test]
+fn a_peer_reported_down_counts_as_a_refusal_at_once() {
+    let mut c = Cluster::new(3, |_| {});
+    c.partition(&[0], &[1]);
+    c.crash(2);
+    c.with_node(0, |n, now| {
+        n.handle_peer_down(now, 1);
+        n.handle_peer_down(now, 7); // unknown peers are ignored
+    });
+    let w = c.lock(0, W, &["r"], Some(secs(1)));
+    c.settle();
+    assert_eq!(c.node(0).counters().messages_out, 1, "nothing is sent to a peer known to be down");
+    c.with_node(0, |n, now| n.handle_peer_down(now, 2));
+    c.run_for(secs(2));
+    let (at, reason) = c.failed(0, w).unwrap();
+    assert_eq!(reason, FailReason::NoQuorum);
+    assert!(at <= Instant::from_millis(1_000));
+    assert_eq!(c.node(0).grant_count(), 0);
+
+    // Back up: rounds include the peers again. (Restarting both 1 and 2 without durable floors would
+    // leave them waiting for each other: a restarted node needs a read quorum of peers that know theirs.)
+    c.heal();
+    c.restart(2, None);
+    c.with_node(0, |n, now| {
+        n.handle_peer_up(now, 1);
+        n.handle_peer_up(now, 2);
+    });
+    c.run_for(c.cfgs[1].effective_quarantine());
+    let w = c.lock(0, W, &["r"], None);
+    c.settle();
+    assert!(c.is_valid(0, w));
+}
+
+// ----- timers -----
+
+#[test]
+fn handle_timeout_early_or_repeated_is_harmless() {
+    let mut c = Cluster::new(3, |_| {});
+    let a = c.lock(0, W, &["r"], None);
+    c.settle();
+    let timeout = c.node(0).poll_timeout();
+    let events = c.events[0].len();
+    for t in [0, 1, 1, 500, 9_999] {
+        c.run_until(Instant::from_millis(t).max(c.now)); // nothing is due yet
+        for i in 0..3 {
+            c.with_node(i, |n, now| {
+                n.handle_timeout(now);
+                n.handle_timeout(now);
+                n.handle_timeout(Instant::ZERO); // time never goes back
+            });
+        }
+        c.settle();
+    }
+    assert_eq!(c.node(0).poll_timeout(), timeout);
+    assert_eq!(c.events[0].len(), events);
+    assert!(c.is_valid(0, a));
+    assert_eq!(c.node(0).counters().messages_out, 2, "one lock request to each peer, nothing more");
+}
+
+#[test]
+fn poll_timeout_advances_after_each_handle_timeout() {
+    // One node alone: every message is loopback, so each timeout stands on its own.
+    let mut solo = Node::new(dsync_core::Config::new(1, 0), Instant::ZERO, Start::FirstBoot).unwrap();
+    let lock = solo.lock(Instant::ZERO, W, ["r"], None).unwrap();
+    let q = solo.query_holders(Instant::ZERO, None).unwrap();
+    assert!(matches!(solo.poll_event(), Some(Event::Acquired { .. })));
+    assert!(matches!(solo.poll_event(), Some(Event::Holders { query, .. }) if query == q));
+    for _ in 0..100 {
+        let t = solo.poll_timeout().expect("the held lock keeps a timer");
+        solo.handle_timeout(t);
+        assert!(solo.poll_timeout().expect("still held") > t, "poll_timeout did not move past {t:?}");
+        assert!(solo.poll_transmit().is_none());
+        assert!(solo.poll_event().is_none(), "a lone node never loses its lock");
+    }
+    assert!(solo.is_valid(lock, solo.poll_timeout().unwrap()));
+
+    // A cluster with a holder, a waiter, a query and a cut-off node: every timer fired moves on.
+    let mut c = Cluster::new(3, |_| {});
+    c.partition(&[2], &[0, 1]);
+    let _held = c.lock(0, W, &["r"], None);
+    c.settle();
+    let _waiter = c.lock(1, W, &["r"], None);
+    c.with_node(1, |n, now| n.query_holders(now, None)).unwrap();
+    for _ in 0..500 {
+        let Some(t) = c.next_timeout() else { break };
+        c.now = c.now.max(t);
+        c.fire_due();
+        c.deliver_all();
+        for i in 0..3 {
+            if let Some(next) = c.node(i).poll_timeout() {
+                assert!(next > c.now, "node {i} stays due at {:?}: busy loop", c.now);
+            }
+        }
+    }
+    assert!(c.now > Instant::from_millis(60_000), "time moved on: {:?}", c.now);
+    c.assert_safe();
+}
+
+// ----- the scenarios above fail when their safety mechanism is switched off -----
+
+#[cfg(feature = "planted-bugs")]
+mod planted {
+    use super::*;
+    use dsync_core::PlantedBug;
+
+    #[test]
+    fn without_the_restart_quarantine_the_minio_double_writer_happens() {
+        let mut c = Cluster::new(3, |cfg| cfg.planted_bug = Some(PlantedBug::NoRestartQuarantine));
+        c.partition(&[2], &[0, 1]);
+        let a = c.lock(0, W, &["r"], None);
+        c.settle();
+        c.crash(1);
+        c.restart(1, None);
+        c.heal();
+        c.partition(&[0], &[2]);
+        let b = c.lock(2, W, &["r"], None);
+        c.run_for(secs(2));
+        assert!(c.is_valid(0, a) && c.is_valid(2, b));
+        assert!(!c.violations.is_empty(), "the checker saw the double writer");
+    }
+
+    #[test]
+    fn without_the_fencing_check_a_restarted_coordinator_reuses_a_token() {
+        let mut c = Cluster::new(3, |cfg| cfg.planted_bug = Some(PlantedBug::NoFencingCheck));
+        c.crash(1);
+        c.restart(1, None);
+        c.settle();
+        let w = c.lock(0, W, &["r"], None); // granted by 0 and 2 while 1 is quarantined
+        c.settle();
+        c.unlock(0, w);
+        c.run_for(c.cfgs[1].effective_quarantine());
+        let w = c.lock(1, W, &["r"], None);
+        c.settle();
+        assert!(c.acquired(1, w).is_some());
+        assert!(c.fencing_violation().is_some(), "tokens: {:?}", c.acquisitions);
+    }
+}

@@ -1,0 +1,168 @@
+//! The application's handles: [`Mutex`], [`RwLock`] and the [`Guard`] they return.
+
+use crate::driver::{Command, Grant, Released};
+use crate::error::LockError;
+use crate::node::Shared;
+use dsync_core::{Mode, NodeSet};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{oneshot, watch};
+
+/// A distributed mutual-exclusion lock over one or more resources, like `tokio::sync::Mutex`.
+#[derive(Clone, Debug)]
+pub struct Mutex {
+    shared: Arc<Shared>,
+    resources: Vec<String>,
+}
+
+/// A distributed reader-writer lock over one or more resources, like `tokio::sync::RwLock`.
+#[derive(Clone, Debug)]
+pub struct RwLock {
+    shared: Arc<Shared>,
+    resources: Vec<String>,
+}
+
+impl Mutex {
+    pub(crate) fn new(shared: Arc<Shared>, resources: Vec<String>) -> Self {
+        Mutex { shared, resources }
+    }
+
+    /// Waits until the lock is held by this node's caller (or the node shuts down).
+    pub async fn lock(&self) -> Result<Guard, LockError> {
+        acquire(&self.shared, Mode::Write, &self.resources, None).await
+    }
+
+    /// Like [`Mutex::lock`], giving up with [`LockError::Timeout`] (or `NoQuorum`) after `timeout`.
+    pub async fn try_lock_for(&self, timeout: Duration) -> Result<Guard, LockError> {
+        acquire(&self.shared, Mode::Write, &self.resources, Some(timeout)).await
+    }
+
+    /// The resources this lock covers, sorted.
+    pub fn resources(&self) -> &[String] {
+        &self.resources
+    }
+}
+
+impl RwLock {
+    pub(crate) fn new(shared: Arc<Shared>, resources: Vec<String>) -> Self {
+        RwLock { shared, resources }
+    }
+
+    /// Waits for shared access.
+    pub async fn read(&self) -> Result<Guard, LockError> {
+        acquire(&self.shared, Mode::Read, &self.resources, None).await
+    }
+
+    /// Waits for exclusive access.
+    pub async fn write(&self) -> Result<Guard, LockError> {
+        acquire(&self.shared, Mode::Write, &self.resources, None).await
+    }
+
+    /// Shared access, giving up after `timeout`.
+    pub async fn try_read_for(&self, timeout: Duration) -> Result<Guard, LockError> {
+        acquire(&self.shared, Mode::Read, &self.resources, Some(timeout)).await
+    }
+
+    /// Exclusive access, giving up after `timeout`.
+    pub async fn try_write_for(&self, timeout: Duration) -> Result<Guard, LockError> {
+        acquire(&self.shared, Mode::Write, &self.resources, Some(timeout)).await
+    }
+
+    /// The resources this lock covers, sorted.
+    pub fn resources(&self) -> &[String] {
+        &self.resources
+    }
+}
+
+/// Sends `Abandon` if the `lock()` future is dropped before its answer arrives (cancellation safety).
+struct AbandonOnDrop<'a> {
+    shared: &'a Shared,
+    req: u64,
+    armed: bool,
+}
+
+impl Drop for AbandonOnDrop<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            let _ = self.shared.control.send(Command::Abandon { req: self.req });
+        }
+    }
+}
+
+async fn acquire(
+    shared: &Arc<Shared>,
+    mode: Mode,
+    resources: &[String],
+    timeout: Option<Duration>,
+) -> Result<Guard, LockError> {
+    let req = shared.next_req.fetch_add(1, Ordering::Relaxed);
+    let (reply, answer) = oneshot::channel();
+    let cmd = Command::Lock { req, mode, resources: resources.to_vec(), timeout, reply };
+    let mut abandon = AbandonOnDrop { shared, req, armed: true };
+    shared.commands.send(cmd).await.map_err(|_| LockError::ShutDown)?;
+    let grant = answer.await.map_err(|_| LockError::ShutDown)?;
+    abandon.armed = false;
+    Ok(Guard { grant: grant? })
+}
+
+/// A held lock. Dropping it releases the lock on every node, without blocking and without needing a runtime
+/// in the dropping thread. Pass [`Guard::fencing_token`] to whatever the lock protects.
+#[derive(Debug)]
+pub struct Guard {
+    grant: Grant,
+}
+
+impl std::fmt::Debug for Grant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Grant").field("lock", &self.releaser.lock).field("token", &self.token).finish()
+    }
+}
+
+impl Guard {
+    /// The fencing token: strictly greater than every earlier conflicting write lock's token. Stores that
+    /// reject writes with tokens below the highest they have seen make stale holders harmless.
+    pub fn fencing_token(&self) -> u64 {
+        self.grant.token
+    }
+
+    /// The nodes that granted this lock.
+    pub fn holders(&self) -> Vec<usize> {
+        self.grant.grantors.iter().collect()
+    }
+
+    /// The nodes that granted this lock, as a set.
+    pub fn grantors(&self) -> NodeSet {
+        self.grant.grantors
+    }
+
+    /// Read or write.
+    pub fn mode(&self) -> Mode {
+        self.grant.mode
+    }
+
+    /// Whether the lease has been lost (or the node shut down): stop touching the resource.
+    pub fn is_lost(&self) -> bool {
+        *self.grant.lost.borrow()
+    }
+
+    /// Resolves when the lease is lost or the node shuts down; the holder must then stop using the resource.
+    pub async fn lost(&self) {
+        let mut rx: watch::Receiver<bool> = self.grant.lost.clone();
+        // An error means the driver is gone, which also ends the lease.
+        let _ = rx.wait_for(|lost| *lost).await;
+    }
+
+    /// Releases the lock and reports how many nodes confirmed.
+    pub async fn release(mut self) -> Result<Released, LockError> {
+        self.grant.releaser.armed = false;
+        let (reply, answer) = oneshot::channel();
+        let lock = self.grant.releaser.lock;
+        self.grant
+            .releaser
+            .control
+            .send(Command::Release { lock, reply: Some(reply) })
+            .map_err(|_| LockError::ShutDown)?;
+        answer.await.map_err(|_| LockError::ShutDown)
+    }
+}
