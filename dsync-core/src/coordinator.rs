@@ -248,7 +248,8 @@ impl Coordinator {
         match &lock.phase {
             Phase::Held(h) => {
                 let (uid, grantors) = (h.uid, h.grantors);
-                io.send_to(io.reachable(), Message::Unlock { uid, ticket: Some(lock.ticket) });
+                // Grantors get the release even if believed down: if they are, the transport drops it.
+                io.send_to(io.reachable().union(grantors), Message::Unlock { uid, ticket: Some(lock.ticket) });
                 self.by_ticket.remove(&lock.ticket);
                 let answered = NodeSet(io.down.0 & grantors.0);
                 lock.phase = Phase::Releasing(Releasing {
@@ -270,16 +271,17 @@ impl Coordinator {
     /// Forgets a lock in any state; its grants and reservations are released.
     pub(crate) fn cancel(&mut self, id: LockId, io: &mut Io) -> bool {
         let Some(lock) = self.remove(id, io) else { return false };
-        let uid = match &lock.phase {
-            Phase::Acquiring(r) => r.uid,
-            Phase::Backoff(_) => lock.last_uid,
-            Phase::Held(h) => h.uid,
+        let (uid, granted) = match &lock.phase {
+            Phase::Acquiring(r) => (r.uid, r.granted),
+            Phase::Backoff(_) => (lock.last_uid, NodeSet::EMPTY),
+            Phase::Held(h) => (h.uid, h.grantors),
             Phase::Releasing(_) => return true, // its unlock already went out
         };
         if matches!(lock.phase, Phase::Acquiring(_) | Phase::Backoff(_)) {
             self.pending -= 1;
         }
-        io.send_to(io.reachable(), Message::Unlock { uid, ticket: Some(lock.ticket) });
+        // Grantors get the release even if believed down: if they are, the transport drops it.
+        io.send_to(io.reachable().union(granted), Message::Unlock { uid, ticket: Some(lock.ticket) });
         true
     }
 
@@ -306,7 +308,15 @@ impl Coordinator {
         match &mut lock.phase {
             Phase::Acquiring(r) if r.uid == uid => {
                 if !r.answered.insert(from) {
-                    io.counters.stale_replies += 1;
+                    // A second answer from the same locker: the request was duplicated in the network. A grant
+                    // after a denial is real (the conflict cleared in between): count it, so it is used or
+                    // released with the attempt, instead of lingering until its lease runs out.
+                    if granted && r.granted.insert(from) {
+                        r.max_mark = r.max_mark.max(mark);
+                        self.check_round(id, now, cfg, locker, io);
+                    } else {
+                        io.counters.stale_replies += 1;
+                    }
                     return;
                 }
                 match outcome {
@@ -544,7 +554,7 @@ impl Coordinator {
         let Some(lock) = self.locks.get_mut(&id) else { return };
         let Phase::Acquiring(r) = &lock.phase else { return };
         let unanswered = NodeSet(NodeSet::all(self.n).0 & !r.answered.0);
-        let release = NodeSet(r.granted.union(unanswered).0 & io.reachable().0);
+        let release = r.granted.union(NodeSet(unanswered.0 & io.reachable().0));
         let (uid, quick) = (r.uid, r.stale_token && r.contended == 0);
         io.send_to(release, Message::Unlock { uid, ticket: None });
         self.by_uid.remove(&uid);

@@ -649,6 +649,46 @@ fn a_grant_that_arrives_after_the_attempt_gave_up_is_released() {
     assert_eq!(c.node(0).counters().late_grants_released, 2);
 }
 
+/// Found by dsync-sim (seed 61, 8 nodes): a locker answers a duplicated request twice, denied then granted.
+#[test]
+fn a_grant_to_a_duplicated_request_after_a_denial_is_used_not_leaked() {
+    let mut c = Cluster::new(3, |_| {});
+    c.partition(&[0], &[1, 2]);
+    // A read lock held at lockers 1 and 2 only (a read, so fencing marks stay where node 0 sees them).
+    let b = c.lock(1, R, &["r"], None);
+    c.settle();
+    assert!(c.acquired(1, b).is_some());
+    c.heal();
+    let a = c.lock(0, W, &["r"], None);
+    let reqs = hold(&mut c, |m| m.from == 0 && matches!(m.message, Message::Lock(_)));
+    let to2 = reqs.iter().find(|m| m.to == 2).expect("a request to node 2").clone();
+    c.inflight.push_back(to2.clone());
+    c.settle(); // node 2 denies: node 1 reads r there. Node 0 has its own grant; node 1 has not answered.
+    assert!(c.acquired(0, a).is_none());
+    c.unlock(1, b);
+    c.settle();
+    c.inflight.push_back(to2); // the network duplicated the request; node 2 now grants it
+    c.settle();
+    assert!(c.acquired(0, a).is_some(), "the second answer's grant completes the quorum");
+    c.unlock(0, a);
+    c.settle();
+    assert_eq!(c.total_grants(), 0, "no grant may outlive the lock");
+}
+
+/// Found by dsync-sim (seed 994, 3 nodes): a lock released while a grantor was believed down.
+#[test]
+fn a_release_reaches_grantors_believed_down() {
+    let mut c = Cluster::new(3, |_| {});
+    let a = c.lock(0, W, &["r"], None);
+    c.settle();
+    assert!(c.acquired(0, a).is_some());
+    assert_eq!(c.total_grants(), 3);
+    c.with_node(0, |n, now| n.handle_peer_down(now, 2)); // a stale belief: node 2 is in fact reachable
+    c.unlock(0, a);
+    c.settle();
+    assert_eq!(c.total_grants(), 0, "node 2's grant must be released, not left to expire");
+}
+
 #[test]
 fn cancel_releases_partial_grants() {
     let mut c = Cluster::new(3, |_| {});

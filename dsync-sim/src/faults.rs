@@ -6,7 +6,7 @@
 
 use crate::net::NetParams;
 use crate::rng::Rng;
-use crate::workload::{self, Request};
+use crate::workload::{self, PlannedWrite, Request};
 use dsync_core::Duration;
 use std::fmt;
 
@@ -109,6 +109,8 @@ pub struct Swarm {
     pub gc_pause_max: u64,
     /// True time at which the fault phase ends and everything heals.
     pub heal_at: u64,
+    /// The node the adversarial faults aim at (isolated more often; slowest clock in adversarial mode).
+    pub victim: usize,
 }
 
 /// Options that are not drawn from the seed.
@@ -124,7 +126,8 @@ impl Swarm {
         let mut r = Rng::new(seed, 1);
         let swarm = Swarm::draw(&mut r, nodes, opts);
         let mut s = Rng::new(seed, 2);
-        let schedule = Schedule { faults: swarm.draw_faults(&mut s), requests: workload::draw(&mut s, &swarm) };
+        let mut schedule = Schedule { faults: swarm.draw_faults(&mut s), requests: workload::draw(&mut s, &swarm) };
+        swarm.draw_ambushes(&mut Rng::new(seed, 5), &mut schedule);
         (swarm, schedule)
     }
 
@@ -134,9 +137,19 @@ impl Swarm {
         let max_drift_ppm = [1_000u32, 10_000, 50_000, 100_000][r.below(4) as usize];
         let rho = max_drift_ppm as i64;
         let extreme = r.chance(0.6); // push clocks to the edges of the bound, where margins are tight
+        let victim = r.below(n as u64) as usize;
+        // Adversarial clocks: the victim runs as slow as allowed (it trusts its lock longest in true
+        // time) and everyone else as fast as allowed (their grants expire soonest).
+        let adversarial = r.chance(0.4);
         let drift_ppm = (0..n)
-            .map(|_| {
-                if opts.drift_beyond_bound {
+            .map(|i| {
+                if adversarial && !opts.drift_beyond_bound {
+                    if i == victim {
+                        -rho
+                    } else {
+                        rho
+                    }
+                } else if opts.drift_beyond_bound {
                     let x = r.range(rho as u64 * 2, rho as u64 * 5) as i64;
                     if r.chance(0.5) {
                         x
@@ -163,6 +176,9 @@ impl Swarm {
             loss: if r.chance(0.5) { r.unit() * 0.1 } else { 0.0 },
             dup: if r.chance(0.3) { r.unit() * 0.05 } else { 0.0 },
             fifo: r.chance(0.4),
+            // Replies reaching the victim late stretch the gap between a round's send and its answers.
+            slow_to: r.chance(0.4).then_some(victim),
+            slow_extra: r.range(20 * MS, 190 * MS),
         };
         Swarm {
             nodes: n,
@@ -177,7 +193,42 @@ impl Swarm {
             gc_pause_prob: if r.chance(0.6) { r.unit() * 0.3 } else { 0.0 },
             gc_pause_max: r.log_range(100 * MS, 4 * S),
             heal_at: r.range(8 * S, 20 * S),
+            victim,
         }
+    }
+
+    /// Ambushes: the victim takes a long write lock on a hot resource, is then cut off for longer than a
+    /// lease, and other nodes queue for the same resource. A correct holder's belief ends before the
+    /// lockers' grants do; any margin that is missing (drift, validity counted from the replies) shows up
+    /// as an overlap here. Random faults alone line these up only rarely.
+    fn draw_ambushes(&self, r: &mut Rng, sch: &mut Schedule) {
+        let n = self.nodes;
+        if n < 2 || !r.chance(0.5) {
+            return;
+        }
+        let lease = self.lease.as_nanos() as u64;
+        for _ in 0..r.range(1, 3) {
+            let at = r.range(S / 2, self.heal_at.saturating_sub(S).max(S / 2 + 1));
+            let res = format!("h{}", r.below(2));
+            let mut req = Request::write(self.victim, at, &res, 4 * lease);
+            req.writes = (1..=3).map(|k| PlannedWrite { after: k * lease, pause: 0 }).collect();
+            sch.requests.push(req);
+            let cut = at + r.range(50 * MS, 400 * MS);
+            sch.faults.push(FaultEvent { at: cut, fault: Fault::Partition { side: 1 << self.victim, one_way: false } });
+            sch.faults.push(FaultEvent { at: cut + r.range(lease * 3 / 2, 3 * lease), fault: Fault::Heal });
+            for _ in 0..r.range(1, 2) {
+                let mut other = r.below(n as u64 - 1) as usize;
+                if other >= self.victim {
+                    other += 1;
+                }
+                let mut c = Request::write(other, cut + r.range(10 * MS, 500 * MS), &res, r.range(50 * MS, 500 * MS));
+                c.deadline = Some(3 * lease);
+                c.writes = vec![PlannedWrite { after: 0, pause: 0 }];
+                sch.requests.push(c);
+            }
+        }
+        sch.faults.sort_by_key(|f| f.at);
+        sch.requests.sort_by_key(|q| q.at);
     }
 
     /// Each fault kind is on or off for this seed, and has its own rate.
@@ -185,7 +236,7 @@ impl Swarm {
         let n = self.nodes;
         let end = self.heal_at;
         let mut out = Vec::new();
-        let mut rate = |r: &mut Rng, p_on: f64, max_per_10s: f64| -> f64 {
+        let rate = |r: &mut Rng, p_on: f64, max_per_10s: f64| -> f64 {
             if r.chance(p_on) {
                 r.unit() * max_per_10s / (10 * S) as f64
             } else {
@@ -233,7 +284,9 @@ impl Swarm {
         poisson(r, partition, &mut times);
         for &at in &times {
             // Isolating one node (often a holder) is the classic; random halves split quorums.
-            let side = if r.chance(0.5) {
+            let side = if r.chance(0.35) {
+                1u64 << self.victim
+            } else if r.chance(0.3) {
                 1u64 << r.below(n as u64)
             } else {
                 let mut m = 0u64;
@@ -246,7 +299,10 @@ impl Swarm {
             };
             let one_way = r.chance(0.3);
             out.push(FaultEvent { at, fault: Fault::Partition { side, one_way } });
-            out.push(FaultEvent { at: at + r.log_range(50 * MS, 6 * S), fault: Fault::Heal });
+            // Half of the partitions outlast a lease, so an isolated holder's grants expire elsewhere.
+            let lease = self.lease.as_nanos() as u64;
+            let dur = if r.chance(0.5) { r.log_range(50 * MS, 6 * S) } else { r.range(lease, 5 * lease / 2) };
+            out.push(FaultEvent { at: at + dur, fault: Fault::Heal });
         }
         times.clear();
         poisson(r, clog, &mut times);
@@ -262,5 +318,26 @@ impl Swarm {
         out.retain(|f| f.at < end);
         out.sort_by_key(|f| f.at); // stable: simultaneous faults keep their drawn order
         out
+    }
+}
+
+impl Swarm {
+    /// A calm world for hand-written scenarios: `n` nodes, perfect clocks, a fast lossless FIFO network,
+    /// no faults of its own, and the heal phase at 20 s.
+    pub fn calm(n: usize) -> Swarm {
+        Swarm {
+            nodes: n,
+            lease: Duration::from_secs(2),
+            max_drift_ppm: 10_000,
+            drift_ppm: vec![0; n],
+            persist_floor: n == 1,
+            net: NetParams::default(),
+            detect_partitions: false,
+            detect_delay: 50 * MS,
+            gc_pause_prob: 0.0,
+            gc_pause_max: S,
+            heal_at: 20 * S,
+            victim: 0,
+        }
     }
 }

@@ -21,6 +21,10 @@ pub struct NetParams {
     pub dup: f64,
     /// Deliver each link's messages in send order (TCP-like); otherwise latency reorders them.
     pub fifo: bool,
+    /// A node whose inbound links are slow (replies to it arrive late: a distant or overloaded host).
+    pub slow_to: Option<usize>,
+    /// Extra latency on those links, up to this many nanoseconds (log-uniform from a tenth of it).
+    pub slow_extra: u64,
 }
 
 impl Default for NetParams {
@@ -33,6 +37,8 @@ impl Default for NetParams {
             loss: 0.0,
             dup: 0.0,
             fifo: true,
+            slow_to: None,
+            slow_extra: 0,
         }
     }
 }
@@ -66,7 +72,10 @@ impl Net {
 
     /// When a message sent now on `from → to` arrives (FIFO links never overtake).
     pub fn arrival(&mut self, r: &mut Rng, from: usize, to: usize, now: u64) -> u64 {
-        let at = now + self.latency(r);
+        let mut at = now + self.latency(r);
+        if self.params.slow_to == Some(to) && self.params.slow_extra > 0 {
+            at += r.log_range(self.params.slow_extra / 10, self.params.slow_extra);
+        }
         if self.params.fifo {
             let l = &mut self.last[from * self.n + to];
             let at = at.max(*l);

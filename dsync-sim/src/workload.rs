@@ -103,3 +103,18 @@ pub fn draw(r: &mut Rng, swarm: &Swarm) -> Vec<Request> {
     }
     out
 }
+
+impl Request {
+    /// A write lock on one resource by `node` at true time `at`, held for `hold`, no deadline, no writes.
+    pub fn write(node: usize, at: u64, resource: &str, hold: u64) -> Request {
+        Request {
+            at,
+            node,
+            mode: Mode::Write,
+            resources: vec![resource.to_string()],
+            hold,
+            deadline: None,
+            writes: Vec::new(),
+        }
+    }
+}

@@ -40,7 +40,7 @@ pub fn check_token_order(holds: &[HoldRecord], names: &[String], cap: usize) -> 
                     }
                 }
             }
-            if best.map_or(true, |b| holds[h].token > holds[b].token) {
+            if best.is_none_or(|b| holds[h].token > holds[b].token) {
                 best = Some(h);
             }
         }

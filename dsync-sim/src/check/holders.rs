@@ -13,11 +13,8 @@ pub fn check(
     in_scope: impl Fn(&str) -> bool,
     truth: &BTreeSet<(String, usize, u64)>,
 ) -> Vec<Violation> {
-    let seen: BTreeSet<(String, usize, u64)> = entries
-        .iter()
-        .filter(|e| in_scope(&e.resource))
-        .map(|e| (e.resource.clone(), e.owner, e.token))
-        .collect();
+    let seen: BTreeSet<(String, usize, u64)> =
+        entries.iter().filter(|e| in_scope(&e.resource)).map(|e| (e.resource.clone(), e.owner, e.token)).collect();
     let mut out = Vec::new();
     for missing in truth.difference(&seen) {
         out.push(Violation { kind: Kind::HolderQuery, at, detail: format!("query missed holder {missing:?}") });

@@ -20,31 +20,55 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 const MAGIC: [u8; 6] = *b"DSYNC\x01";
 /// The handshake's own version; bumped with `dsync_core::wire::PROTOCOL_VERSION`.
-pub(crate) const VERSION: u16 = dsync_core::wire::PROTOCOL_VERSION;
+pub const VERSION: u16 = dsync_core::wire::PROTOCOL_VERSION;
 const NONCE: usize = 32;
 const MAC: usize = 32;
 const HELLO_LEN: usize = 6 + 2 + 8 + 1 + 1 + NONCE;
 const CHALLENGE_LEN: usize = HELLO_LEN + MAC;
 
-/// What the two sides must agree on.
+/// What the two sides must agree on, and who this side is.
 #[derive(Clone)]
-pub(crate) struct Identity {
-    pub(crate) cluster: u64,
-    pub(crate) me: usize,
-    pub(crate) nodes: usize,
-    pub(crate) secret: std::sync::Arc<[u8]>,
+pub struct Identity {
+    /// The cluster id ([`cluster_id`]).
+    pub cluster: u64,
+    /// This node's index.
+    pub me: usize,
+    /// The cluster size.
+    pub nodes: usize,
+    /// The shared secret.
+    pub secret: std::sync::Arc<[u8]>,
+}
+
+impl std::fmt::Debug for Identity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print the secret.
+        f.debug_struct("Identity").field("cluster", &self.cluster).field("me", &self.me).finish_non_exhaustive()
+    }
 }
 
 /// Why a handshake failed; each is logged once and the connection dropped.
 #[derive(Debug)]
-pub(crate) enum HandshakeError {
+pub enum HandshakeError {
+    /// The connection failed or closed mid-handshake.
     Io(std::io::Error),
+    /// The first bytes are not a dsync hello.
     BadMagic,
+    /// The peer speaks another protocol version.
     Version(u16),
+    /// The peer belongs to another cluster.
     Cluster(u64),
-    Index { claimed: usize, expected: String },
+    /// The peer claims an index it may not use on this connection.
+    Index {
+        /// The index claimed.
+        claimed: usize,
+        /// What was acceptable.
+        expected: String,
+    },
+    /// The MAC did not verify: wrong secret, or a forged index.
     BadMac,
 }
+
+impl std::error::Error for HandshakeError {}
 
 impl fmt::Display for HandshakeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -114,7 +138,7 @@ fn parse_hello(id: &Identity, b: &[u8]) -> Result<(usize, usize, [u8; NONCE]), H
 }
 
 /// The dialing side: this node connects to `peer`.
-pub(crate) async fn dial<S: AsyncRead + AsyncWrite + Unpin>(
+pub async fn dial<S: AsyncRead + AsyncWrite + Unpin>(
     s: &mut S,
     id: &Identity,
     peer: usize,
@@ -137,10 +161,7 @@ pub(crate) async fn dial<S: AsyncRead + AsyncWrite + Unpin>(
 }
 
 /// The accepting side; returns the authenticated peer's index. Only lower indices dial higher ones.
-pub(crate) async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
-    s: &mut S,
-    id: &Identity,
-) -> Result<usize, HandshakeError> {
+pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(s: &mut S, id: &Identity) -> Result<usize, HandshakeError> {
     let mut b = [0u8; HELLO_LEN];
     s.read_exact(&mut b).await?;
     let (peer, to, nd) = parse_hello(id, &b)?;

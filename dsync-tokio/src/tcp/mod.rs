@@ -12,7 +12,7 @@
 //! batches wait in a bounded channel, so a slow driver pushes back on the socket instead of growing.
 
 mod codec;
-pub(crate) mod handshake;
+pub mod handshake;
 
 pub use codec::{decode_frames, encode_frame, FrameError};
 pub use handshake::cluster_id;
@@ -101,6 +101,8 @@ pub struct TcpTransport {
     pending: Vec<Vec<u8>>,
     stats: Arc<TcpStats>,
     inbound: mpsc::Receiver<TransportEvent>,
+    /// Keeps the inbound channel open while the transport lives, even with no peers (a 1-node cluster).
+    _inbound_tx: mpsc::Sender<TransportEvent>,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -152,7 +154,17 @@ impl TcpTransport {
             };
             tasks.push(tokio::spawn(link.run()));
         }
-        Ok(TcpTransport { pending: vec![Vec::new(); n], cfg, local, queues, stats, inbound, stop, tasks })
+        Ok(TcpTransport {
+            pending: vec![Vec::new(); n],
+            cfg,
+            local,
+            queues,
+            stats,
+            inbound,
+            _inbound_tx: tx,
+            stop,
+            tasks,
+        })
     }
 
     /// The address this node listens on.

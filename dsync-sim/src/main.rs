@@ -1,0 +1,283 @@
+//! The `dsync-sim` command line: `run` sweeps seeds, `replay` shows (and shrinks) one, `bugs` lists the
+//! planted bugs. Hand-rolled argument parsing: a handful of flags does not need a parser crate.
+
+use dsync_sim::{generate, run_seed, shrink, PlantedBug, Report, RunOptions};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Instant;
+
+const USAGE: &str = "usage:
+  dsync-sim run --seeds A..B [--nodes N|A..=B] [--plant-bug NAME] [--expect-violation] [--check-determinism]
+                [--drift-beyond-bound] [--jobs J] [--wire-every K] [--keep-going]
+  dsync-sim replay --seed S [--nodes N] [--plant-bug NAME] [--drift-beyond-bound] [--shrink] [--quiet]
+  dsync-sim bugs";
+
+struct Args {
+    seeds: (u64, u64),
+    nodes: (usize, usize),
+    bug: Option<PlantedBug>,
+    expect: bool,
+    determinism: bool,
+    drift: bool,
+    jobs: usize,
+    wire_every: u32,
+    keep_going: bool,
+    shrink: bool,
+    quiet: bool,
+}
+
+/// `A..B` (exclusive), `A..=B` (inclusive) or `A`.
+fn range(s: &str) -> Result<(u64, u64), String> {
+    let bad = || format!("bad range {s:?}");
+    if let Some((a, b)) = s.split_once("..=") {
+        Ok((a.parse().map_err(|_| bad())?, b.parse::<u64>().map_err(|_| bad())? + 1))
+    } else if let Some((a, b)) = s.split_once("..") {
+        Ok((a.parse().map_err(|_| bad())?, b.parse().map_err(|_| bad())?))
+    } else {
+        let a: u64 = s.parse().map_err(|_| bad())?;
+        Ok((a, a + 1))
+    }
+}
+
+fn parse(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
+    let mut a = Args {
+        seeds: (0, 100),
+        nodes: (3, 4),
+        bug: None,
+        expect: false,
+        determinism: false,
+        drift: false,
+        jobs: 1,
+        wire_every: 4,
+        keep_going: false,
+        shrink: false,
+        quiet: false,
+    };
+    while let Some(flag) = it.next() {
+        let mut val = || it.next().ok_or_else(|| format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--seeds" | "--seed" => a.seeds = range(&val()?)?,
+            "--nodes" => {
+                let (lo, hi) = range(&val()?)?;
+                if lo < 1 || hi > 65 || lo >= hi {
+                    return Err("--nodes must be within 1..=64".into());
+                }
+                a.nodes = (lo as usize, hi as usize);
+            }
+            "--plant-bug" => {
+                let v = val()?;
+                a.bug = Some(PlantedBug::from_name(&v).ok_or_else(|| format!("unknown bug {v:?} (see `bugs`)"))?);
+            }
+            "--expect-violation" => a.expect = true,
+            "--check-determinism" => a.determinism = true,
+            "--drift-beyond-bound" => a.drift = true,
+            "--jobs" => a.jobs = val()?.parse().map_err(|_| "bad --jobs")?,
+            "--wire-every" => a.wire_every = val()?.parse().map_err(|_| "bad --wire-every")?,
+            "--keep-going" => a.keep_going = true,
+            "--shrink" => a.shrink = true,
+            "--quiet" => a.quiet = true,
+            other => return Err(format!("unknown flag {other:?}")),
+        }
+    }
+    Ok(a)
+}
+
+fn opts_for(a: &Args, seed: u64, log: bool) -> RunOptions {
+    let span = (a.nodes.1 - a.nodes.0) as u64;
+    RunOptions {
+        nodes: a.nodes.0 + (seed % span) as usize,
+        planted_bug: a.bug,
+        drift_beyond_bound: a.drift,
+        log,
+        wire_every: a.wire_every,
+    }
+}
+
+fn repro(a: &Args, seed: u64, nodes: usize) -> String {
+    let mut s = format!("dsync-sim replay --seed {seed} --nodes {nodes}");
+    if let Some(b) = a.bug {
+        s += &format!(" --plant-bug {}", b.name());
+    }
+    if a.drift {
+        s += " --drift-beyond-bound";
+    }
+    s
+}
+
+fn run(a: Args) -> ExitCode {
+    let start = Instant::now();
+    let (lo, hi) = a.seeds;
+    let total = hi.saturating_sub(lo);
+    let next = AtomicU64::new(lo);
+    let stop = AtomicBool::new(false);
+    let done = AtomicU64::new(0);
+    let events = AtomicU64::new(0);
+    let results: Mutex<Vec<(u64, Report, Option<u64>)>> = Mutex::new(Vec::new());
+    let last_progress = Mutex::new(Instant::now());
+    // Seeds are independent worlds; `--jobs` runs several at once, each world still single-threaded.
+    std::thread::scope(|s| {
+        for _ in 0..a.jobs.max(1) {
+            s.spawn(|| loop {
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                let seed = next.fetch_add(1, Ordering::Relaxed);
+                if seed >= hi {
+                    break;
+                }
+                let opts = opts_for(&a, seed, false);
+                let r = run_seed(seed, &opts);
+                let second = a.determinism.then(|| run_seed(seed, &opts).hash);
+                events.fetch_add(r.events, Ordering::Relaxed);
+                let d = done.fetch_add(1, Ordering::Relaxed) + 1;
+                let bad = !r.violations.is_empty() || second.is_some_and(|h| h != r.hash);
+                if bad && a.expect && !a.keep_going {
+                    stop.store(true, Ordering::Relaxed);
+                }
+                if bad {
+                    results.lock().expect("no panics").push((seed, r, second));
+                }
+                let mut lp = last_progress.lock().expect("no panics");
+                if lp.elapsed().as_secs_f64() >= 2.0 {
+                    *lp = Instant::now();
+                    eprintln!(
+                        "progress: {d}/{total} seeds, {} events, {:.1}s",
+                        events.load(Ordering::Relaxed),
+                        start.elapsed().as_secs_f64()
+                    );
+                }
+            });
+        }
+    });
+    let mut results = results.into_inner().expect("no panics");
+    results.sort_by_key(|r| r.0);
+    let mut violations = 0u64;
+    let mut broken = 0u64;
+    for (seed, r, second) in &results {
+        if let Some(h) = second {
+            if *h != r.hash {
+                violations += 1;
+                println!("NONDETERMINISM seed={seed} nodes={}: hash {:016x} then {h:016x}", r.nodes, r.hash);
+                println!("  repro: {} --check-determinism", repro(&a, *seed, r.nodes));
+                continue;
+            }
+        }
+        if r.violations.is_empty() {
+            continue;
+        }
+        let first = &r.violations[0];
+        if a.drift {
+            broken += 1;
+            println!("ASSUMPTION BROKEN (drift beyond bound) seed={seed} nodes={}: {first}", r.nodes);
+        } else {
+            violations += 1;
+            println!("VIOLATION seed={seed} nodes={} ({} found): {first}", r.nodes, r.violations.len());
+        }
+        println!("  repro: {}", repro(&a, *seed, r.nodes));
+    }
+    let mut kinds: std::collections::BTreeMap<String, u64> = Default::default();
+    for (_, r, _) in &results {
+        let mut ks: Vec<_> = r.violations.iter().map(|v| format!("{:?}", v.kind)).collect();
+        ks.sort();
+        ks.dedup();
+        for k in ks {
+            *kinds.entry(k).or_default() += 1;
+        }
+    }
+    if !kinds.is_empty() {
+        println!("seeds with each violation kind: {kinds:?}");
+    }
+    let seeds = done.load(Ordering::Relaxed);
+    let ev = events.load(Ordering::Relaxed);
+    let secs = start.elapsed().as_secs_f64().max(1e-9);
+    if a.drift {
+        println!("assumption_broken={broken} (violations under drift beyond the configured bound are expected)");
+    }
+    if let Some(b) = a.bug {
+        match results.iter().find(|r| !r.1.violations.is_empty()) {
+            Some((seed, r, _)) => {
+                println!("planted bug {} caught at seed {seed} ({:?})", b.name(), r.violations[0].kind)
+            }
+            None => println!("planted bug {} NOT caught in {seeds} seeds", b.name()),
+        }
+    }
+    println!("seeds={seeds} events={ev} violations={violations} events_per_sec={:.0}", ev as f64 / secs);
+    let failed = violations > 0;
+    if failed != a.expect {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+fn replay(a: Args) -> ExitCode {
+    let seed = a.seeds.0;
+    let opts = opts_for(&a, seed, !a.quiet);
+    let (swarm, schedule) = generate(seed, &opts);
+    println!("seed={seed} nodes={} {swarm:?}", opts.nodes);
+    println!("schedule: {} faults, {} requests", schedule.faults.len(), schedule.requests.len());
+    let r = dsync_sim::run_schedule(seed, swarm.clone(), &schedule, &opts);
+    for line in &r.log {
+        println!("{line}");
+    }
+    for v in &r.violations {
+        println!("VIOLATION {v}");
+    }
+    println!("events={} hash={:016x} violations={} stats={:?}", r.events, r.hash, r.violations.len(), r.stats);
+    if a.shrink {
+        if let Some(v) = r.violations.first() {
+            let sopts = RunOptions { log: false, ..opts.clone() };
+            let s = shrink::shrink(seed, &swarm, &schedule, &sopts, v.kind, 2000);
+            println!(
+                "shrunk in {} runs to {} faults and {} requests (still {:?}):",
+                s.runs,
+                s.schedule.faults.len(),
+                s.schedule.requests.len(),
+                v.kind
+            );
+            for f in &s.schedule.faults {
+                println!("  {f}");
+            }
+            for q in &s.schedule.requests {
+                println!("  {q}");
+            }
+            for v in &s.report.violations {
+                println!("  VIOLATION {v}");
+            }
+        } else {
+            println!("nothing to shrink: the seed passes");
+        }
+    }
+    if r.violations.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+fn main() -> ExitCode {
+    let mut it = std::env::args().skip(1);
+    let cmd = it.next().unwrap_or_default();
+    if cmd == "bugs" {
+        for b in PlantedBug::ALL {
+            println!("{}", b.name());
+        }
+        return ExitCode::SUCCESS;
+    }
+    let args = match parse(it) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("{e}\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    match cmd.as_str() {
+        "run" => run(args),
+        "replay" => replay(args),
+        _ => {
+            eprintln!("{USAGE}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,171 @@
+//! Runs one dsync node from command-line flags, for multi-process tests and for trying dsync across machines.
+//!
+//! ```text
+//! dsync-node --id 0 --peers 10.0.0.1:7070,10.0.0.2:7070,10.0.0.3:7070 --secret-file /etc/dsync/secret \
+//!            [--cluster NAME] [--state-dir DIR] [--lease-ms 30000] [--refresh-ms 10000]
+//!            [--work REGISTER_ADDR --resource NAME --workers K --hold-ms H]
+//! ```
+//! Without `--work` the node serves until SIGINT/SIGTERM, then releases what it holds and exits. With `--work`,
+//! `K` workers repeatedly take a write lock on `NAME` and, while holding it, report `ENTER <node> <token>` and
+//! `LEAVE <node> <token>` lines to a fenced register at `REGISTER_ADDR` (the multi-process test's checker).
+
+use dsync_tokio::{LockError, NodeBuilder};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+/// The parsed command line.
+struct Args {
+    id: usize,
+    peers: Vec<SocketAddr>,
+    secret: Vec<u8>,
+    cluster: String,
+    state_dir: Option<PathBuf>,
+    lease: Duration,
+    refresh: Duration,
+    work: Option<SocketAddr>,
+    resource: String,
+    workers: usize,
+    hold: Duration,
+}
+
+fn parse(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
+    let mut a = Args {
+        id: usize::MAX,
+        peers: Vec::new(),
+        secret: Vec::new(),
+        cluster: "dsync".into(),
+        state_dir: None,
+        lease: Duration::from_secs(30),
+        refresh: Duration::from_secs(10),
+        work: None,
+        resource: "hot".into(),
+        workers: 2,
+        hold: Duration::from_millis(2),
+    };
+    let ms = |v: String, flag: &str| {
+        v.parse::<u64>().map(Duration::from_millis).map_err(|_| format!("{flag} takes milliseconds, got {v:?}"))
+    };
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--id" => a.id = value()?.parse().map_err(|_| "--id takes a node index".to_string())?,
+            "--peers" => {
+                a.peers = value()?
+                    .split(',')
+                    .map(|p| {
+                        p.trim().parse().map_err(|_| format!("--peers: {p:?} is not an address like 127.0.0.1:7070"))
+                    })
+                    .collect::<Result<_, _>>()?
+            }
+            "--secret" => a.secret = value()?.into_bytes(),
+            "--secret-file" => {
+                let path = value()?;
+                a.secret = std::fs::read(&path).map_err(|e| format!("--secret-file {path}: {e}"))?;
+            }
+            "--cluster" => a.cluster = value()?,
+            "--state-dir" => a.state_dir = Some(value()?.into()),
+            "--lease-ms" => a.lease = ms(value()?, "--lease-ms")?,
+            "--refresh-ms" => a.refresh = ms(value()?, "--refresh-ms")?,
+            "--work" => a.work = Some(value()?.parse().map_err(|_| "--work takes the register's address".to_string())?),
+            "--resource" => a.resource = value()?,
+            "--workers" => a.workers = value()?.parse().map_err(|_| "--workers takes a count".to_string())?,
+            "--hold-ms" => a.hold = ms(value()?, "--hold-ms")?,
+            "-h" | "--help" => return Err(String::new()),
+            other => return Err(format!("unknown flag {other:?}")),
+        }
+    }
+    if a.id == usize::MAX || a.peers.is_empty() {
+        return Err("--id and --peers are required".into());
+    }
+    if a.secret.is_empty() {
+        return Err("a cluster secret is required (--secret or --secret-file)".into());
+    }
+    Ok(a)
+}
+
+const USAGE: &str = "usage: dsync-node --id N --peers A,B,C (--secret S | --secret-file F) [--cluster NAME] \
+[--state-dir DIR] [--lease-ms MS] [--refresh-ms MS] [--work REGISTER --resource NAME --workers K --hold-ms H]";
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let args = match parse(std::env::args().skip(1)) {
+        Ok(a) => a,
+        Err(e) => {
+            if !e.is_empty() {
+                eprintln!("dsync-node: {e}");
+            }
+            eprintln!("{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut b =
+        NodeBuilder::new(args.peers.clone(), args.id).secret(&args.secret).cluster_name(&args.cluster).configure(|c| {
+            c.lease = args.lease;
+            c.refresh_interval = args.refresh;
+            c.attempt_timeout = (args.lease / 10).min(Duration::from_secs(1));
+            c.backoff_max = (args.lease / 20).min(Duration::from_millis(500));
+        });
+    if let Some(dir) = &args.state_dir {
+        b = b.state_dir(dir);
+    }
+    let node = match b.start_tcp().await {
+        Ok(n) => n,
+        Err(e) => {
+            eprintln!("dsync-node: cannot start: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    println!("node {} listening on {}", node.id(), node.local_addr().map(|a| a.to_string()).unwrap_or_default());
+    let mut workers = Vec::new();
+    if let Some(register) = args.work {
+        for _ in 0..args.workers {
+            let (node, resource, hold) = (node.clone(), args.resource.clone(), args.hold);
+            workers.push(tokio::spawn(async move {
+                if let Err(e) = work(node, register, resource, hold).await {
+                    eprintln!("dsync-node: worker stopped: {e}");
+                }
+            }));
+        }
+    }
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("signal handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    for w in workers {
+        w.abort();
+    }
+    node.shutdown().await;
+    ExitCode::SUCCESS
+}
+
+/// Takes the lock over and over, reporting each hold to the fenced register.
+async fn work(node: dsync_tokio::Node, register: SocketAddr, resource: String, hold: Duration) -> std::io::Result<()> {
+    let stream = tokio::net::TcpStream::connect(register).await?;
+    let (read, mut write) = stream.into_split();
+    let mut lines = BufReader::new(read).lines();
+    let lock = node.mutex([resource]);
+    loop {
+        let guard = match lock.try_lock_for(Duration::from_secs(10)).await {
+            Ok(g) => g,
+            Err(LockError::ShutDown) => return Ok(()),
+            Err(_) => continue,
+        };
+        let token = guard.fencing_token();
+        write.write_all(format!("ENTER {} {token}\n", node.id()).as_bytes()).await?;
+        let _verdict = lines.next_line().await?;
+        tokio::select! {
+            _ = guard.lost() => {}
+            _ = tokio::time::sleep(hold) => {}
+        }
+        write.write_all(format!("LEAVE {} {token}\n", node.id()).as_bytes()).await?;
+        drop(guard);
+    }
+}

@@ -1,0 +1,49 @@
+//! Starting in-process clusters on loopback with ports chosen by the OS.
+#![allow(dead_code)]
+
+use dsync_tokio::core::Config;
+use dsync_tokio::{Node, NodeBuilder};
+use std::net::{SocketAddr, TcpListener};
+use std::time::Duration;
+
+pub const SECRET: &str = "test secret";
+
+/// A generous bound for anything that should happen "soon" on a busy 2-core machine.
+pub const PATIENCE: Duration = Duration::from_secs(30);
+
+/// Short leases so that expiry and loss happen within a test.
+pub fn quick(c: &mut Config) {
+    c.lease = Duration::from_millis(1500);
+    c.refresh_interval = Duration::from_millis(400);
+    c.attempt_timeout = Duration::from_millis(300);
+    c.backoff_max = Duration::from_millis(50);
+    c.query_timeout = Duration::from_millis(1000);
+}
+
+pub struct Cluster {
+    pub addrs: Vec<SocketAddr>,
+    pub nodes: Vec<Node>,
+}
+
+pub async fn cluster(n: usize) -> Cluster {
+    cluster_with(n, quick).await
+}
+
+pub async fn cluster_with(n: usize, tweak: fn(&mut Config)) -> Cluster {
+    let listeners: Vec<TcpListener> = (0..n).map(|_| TcpListener::bind("127.0.0.1:0").unwrap()).collect();
+    let addrs: Vec<SocketAddr> = listeners.iter().map(|l| l.local_addr().unwrap()).collect();
+    let mut nodes = Vec::new();
+    for (i, l) in listeners.into_iter().enumerate() {
+        let b = NodeBuilder::new(addrs.clone(), i).secret(SECRET).listener(l).configure(tweak);
+        nodes.push(b.start_tcp().await.expect("node starts"));
+    }
+    Cluster { addrs, nodes }
+}
+
+/// Runs `f` with the test's patience; a hang fails the test instead of stalling CI.
+pub async fn soon<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
+    match tokio::time::timeout(PATIENCE, f).await {
+        Ok(v) => v,
+        Err(_) => panic!("{what} did not happen within {PATIENCE:?}"),
+    }
+}

@@ -1,0 +1,198 @@
+//! Peers that lie, babble or stall: each is cut off with nothing reaching the core, and nobody else suffers.
+
+mod common;
+
+use common::{soon, PATIENCE};
+use dsync_tokio::core::Message;
+use dsync_tokio::tcp::handshake::{self, Identity};
+use dsync_tokio::tcp::{cluster_id, encode_frame, TcpConfig, TcpTransport};
+use dsync_tokio::{Transport, TransportEvent};
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+const SECRET: &[u8] = b"transport secret";
+
+async fn listeners(n: usize) -> (Vec<TcpListener>, Vec<SocketAddr>) {
+    let mut ls = Vec::new();
+    for _ in 0..n {
+        ls.push(TcpListener::bind("127.0.0.1:0").await.unwrap());
+    }
+    let addrs = ls.iter().map(|l| l.local_addr().unwrap()).collect();
+    (ls, addrs)
+}
+
+fn config(addrs: &[SocketAddr], me: usize, secret: &[u8]) -> TcpConfig {
+    let mut c = TcpConfig::new(addrs.to_vec(), me, cluster_id("test"), Arc::<[u8]>::from(secret));
+    c.max_frame = 64 * 1024;
+    c
+}
+
+fn identity(me: usize, nodes: usize) -> Identity {
+    Identity { cluster: cluster_id("test"), me, nodes, secret: Arc::from(SECRET) }
+}
+
+/// Waits until `cond` holds, polling; fails the test after PATIENCE.
+async fn until(what: &str, mut cond: impl FnMut() -> bool) {
+    soon(what, async {
+        while !cond() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+}
+
+/// The stream ends (the other side closed it) without us closing it.
+async fn closed_by_peer(s: &mut TcpStream) {
+    let mut buf = [0u8; 256];
+    soon("the node closes the connection", async {
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await
+}
+
+async fn no_messages(t: &mut TcpTransport) -> Vec<TransportEvent> {
+    let mut seen = Vec::new();
+    while let Ok(Some(e)) = tokio::time::timeout(Duration::from_millis(1), t.recv()).await {
+        assert!(!matches!(e, TransportEvent::Messages { .. }), "a message from a bad peer reached the driver: {e:?}");
+        seen.push(e);
+    }
+    seen
+}
+
+#[tokio::test]
+async fn a_peer_with_the_wrong_secret_never_comes_up() {
+    let (mut ls, addrs) = listeners(2).await;
+    let b = TcpTransport::with_listener(config(&addrs, 1, SECRET), ls.pop().unwrap()).unwrap();
+    let mut a = TcpTransport::with_listener(config(&addrs, 0, b"not the secret"), ls.pop().unwrap()).unwrap();
+    let stats = b.stats();
+    until("node 1 rejects node 0's handshake", || stats.rejected.load(Ordering::Relaxed) >= 1).await;
+    let events = no_messages(&mut a).await;
+    assert!(events.iter().all(|e| !matches!(e, TransportEvent::PeerUp(_))), "{events:?}");
+}
+
+#[tokio::test]
+async fn garbage_before_the_handshake_is_cut_off() {
+    let (mut ls, addrs) = listeners(2).await;
+    let mut node = TcpTransport::with_listener(config(&addrs, 1, SECRET), ls.pop().unwrap()).unwrap();
+    let mut s = TcpStream::connect(addrs[1]).await.unwrap();
+    s.write_all(&[0xAB; 200]).await.unwrap();
+    closed_by_peer(&mut s).await;
+    assert!(node.stats().rejected.load(Ordering::Relaxed) >= 1);
+    assert!(no_messages(&mut node).await.is_empty());
+}
+
+#[tokio::test]
+async fn a_peer_claiming_an_index_it_may_not_use_is_refused() {
+    let (mut ls, addrs) = listeners(3).await;
+    let _node1 = TcpTransport::with_listener(config(&addrs, 1, SECRET), ls.remove(1)).unwrap();
+    // Only node 0 may dial node 1; this peer knows the secret but claims to be node 2.
+    let mut s = TcpStream::connect(addrs[1]).await.unwrap();
+    let err = soon("handshake", handshake::dial(&mut s, &identity(2, 3), 1)).await;
+    assert!(err.is_err(), "the node accepted a forged index");
+}
+
+async fn authenticated_as_node_0(addrs: &[SocketAddr]) -> TcpStream {
+    let mut s = TcpStream::connect(addrs[1]).await.unwrap();
+    soon("handshake", handshake::dial(&mut s, &identity(0, addrs.len()), 1)).await.expect("valid handshake");
+    s
+}
+
+#[tokio::test]
+async fn an_oversized_frame_disconnects_the_peer_and_nothing_reaches_the_core() {
+    let (mut ls, addrs) = listeners(2).await;
+    let mut node = TcpTransport::with_listener(config(&addrs, 1, SECRET), ls.pop().unwrap()).unwrap();
+    let mut s = authenticated_as_node_0(&addrs).await;
+    let mut bytes = Vec::new();
+    encode_frame(&Message::Wake { ticket: 1 }, &mut bytes); // a valid frame first ...
+    let valid = bytes.len();
+    bytes.extend_from_slice(&(1u32 << 30).to_le_bytes()); // ... then an announced gigabyte
+    s.write_all(&bytes).await.unwrap();
+    closed_by_peer(&mut s).await;
+    let mut delivered = 0;
+    soon("peer up, then down", async {
+        loop {
+            match node.recv().await.unwrap() {
+                TransportEvent::Messages { messages, .. } => delivered += messages.len(),
+                TransportEvent::PeerDown(0) => break,
+                TransportEvent::PeerUp(0) => {}
+                e => panic!("unexpected {e:?}"),
+            }
+        }
+    })
+    .await;
+    assert!(delivered <= 1, "only the valid frame before the bad one may arrive ({valid} bytes)");
+    assert!(node.stats().rejected.load(Ordering::Relaxed) >= 1);
+}
+
+#[tokio::test]
+async fn a_malformed_frame_disconnects_the_peer() {
+    let (mut ls, addrs) = listeners(2).await;
+    let mut node = TcpTransport::with_listener(config(&addrs, 1, SECRET), ls.pop().unwrap()).unwrap();
+    let mut s = authenticated_as_node_0(&addrs).await;
+    s.write_all(&[5, 0, 0, 0, 1, 0xff, 0xff, 0xff, 0xff]).await.unwrap();
+    closed_by_peer(&mut s).await;
+    soon("peer down", async {
+        loop {
+            match node.recv().await.unwrap() {
+                TransportEvent::Messages { .. } => panic!("a malformed frame reached the driver"),
+                TransportEvent::PeerDown(0) => break,
+                _ => {}
+            }
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_peer_that_stops_reading_costs_bounded_memory_and_others_are_unaffected() {
+    let (mut ls, addrs) = listeners(3).await;
+    let l2 = ls.pop().unwrap();
+    let l1 = ls.pop().unwrap();
+    let mut cfg1 = config(&addrs, 1, SECRET);
+    cfg1.max_queued_bytes = 64 * 1024;
+    let mut node1 = TcpTransport::with_listener(cfg1, l1).unwrap();
+    let mut node2 = TcpTransport::with_listener(config(&addrs, 2, SECRET), l2).unwrap();
+    // "Node 0" authenticates, then never reads a byte.
+    let _stalled = authenticated_as_node_0(&addrs).await;
+    let mut up = std::collections::BTreeSet::new();
+    soon("node 1 sees peers 0 and 2", async {
+        while up.len() < 2 {
+            if let Some(TransportEvent::PeerUp(p)) = node1.recv().await {
+                up.insert(p);
+            }
+        }
+    })
+    .await;
+    // Push far more than the socket buffers plus the 64 KiB queue can hold towards the stalled peer.
+    let big = Message::Query { qid: 1, resource: Some("r".repeat(1000)) };
+    let stats = node1.stats();
+    for _ in 0..20_000 {
+        node1.send(0, &big);
+        node1.flush();
+        tokio::task::yield_now().await;
+    }
+    assert!(stats.dropped.load(Ordering::Relaxed) > 0, "the queue for a stalled peer must be bounded");
+    // Node 2 still gets what node 1 sends it.
+    node1.send(2, &Message::Wake { ticket: 42 });
+    node1.flush();
+    let got = tokio::time::timeout(PATIENCE, async {
+        loop {
+            if let Some(TransportEvent::Messages { from: 1, messages }) = node2.recv().await {
+                if messages.contains(&Message::Wake { ticket: 42 }) {
+                    return;
+                }
+            }
+        }
+    })
+    .await;
+    assert!(got.is_ok(), "node 2 did not receive node 1's message while peer 0 was stalled");
+}
