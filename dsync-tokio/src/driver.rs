@@ -160,6 +160,35 @@ impl<T: Transport> Driver<T> {
                     self.core.handle_timeout(now);
                 }
             }
+            // Take whatever else is already waiting before draining, so one flush (one write per peer)
+            // carries the replies to all of it. Bounded, so timers are never starved.
+            for _ in 0..64 {
+                let mut progressed = false;
+                if let Ok(cmd) = self.control.try_recv() {
+                    if let Command::Crash { reply } = cmd {
+                        crashed = Some(reply);
+                        break;
+                    }
+                    self.on_command(cmd, &mut shutdown);
+                    progressed = true;
+                }
+                if let Some(e) = self.transport.try_recv() {
+                    self.on_transport(e);
+                    progressed = true;
+                }
+                if shutdown.is_none() {
+                    if let Ok(cmd) = self.commands.try_recv() {
+                        self.on_command(cmd, &mut shutdown);
+                        progressed = true;
+                    }
+                }
+                if !progressed {
+                    break;
+                }
+            }
+            if crashed.is_some() {
+                break;
+            }
             self.drain(&floor_tx);
             if let Some((_, until)) = &shutdown {
                 if self.releasing.is_empty() || tokio::time::Instant::now() >= *until {

@@ -35,6 +35,12 @@ pub trait Transport: Send + 'static {
     /// The next event; `None` once the transport has stopped. Must be cancel-safe (it is raced in `select!`).
     fn recv(&mut self) -> impl Future<Output = Option<TransportEvent>> + Send;
 
+    /// An event that is already waiting, without blocking; lets the driver batch everything that is ready
+    /// before flushing. The default never has one.
+    fn try_recv(&mut self) -> Option<TransportEvent> {
+        None
+    }
+
     /// Closes every connection and stops the transport's tasks.
     fn shutdown(&mut self) -> impl Future<Output = ()> + Send;
 }

@@ -23,7 +23,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch, Notify, Semaphore};
@@ -83,15 +83,32 @@ pub struct TcpStats {
     pub frames: AtomicU64,
 }
 
+/// Outgoing bytes of one peer, and whether the writer task is busy sending some.
+#[derive(Default)]
+struct Outgoing {
+    buf: Vec<u8>,
+    writing: bool,
+    /// The live connection's write half, for the driver's direct, non-blocking writes.
+    sink: Option<Arc<OwnedWriteHalf>>,
+}
+
 /// Outgoing state of one peer, shared between the driver (which appends) and the connection's writer.
+///
+/// The driver writes straight to the socket when nothing is queued and the writer is idle (one task hop
+/// less per message, which is most of a lock's latency on loopback); what the socket does not take at once
+/// is queued for the writer task, which owns sending until the queue is empty again. Both decide under
+/// the same lock, so frames never overtake each other.
 struct PeerQueue {
-    buf: Mutex<Vec<u8>>,
+    out: Mutex<Outgoing>,
     ready: Notify,
     up: AtomicBool,
     /// The newest authenticated inbound stream for this peer (accepting side only).
     handoff: Mutex<Option<TcpStream>>,
     handed: Notify,
 }
+
+/// Largest batch the driver writes to a socket itself; larger ones are left to the writer task.
+const DIRECT_WRITE_MAX: usize = 256;
 
 /// A [`Transport`] over TCP.
 pub struct TcpTransport {
@@ -124,7 +141,7 @@ impl TcpTransport {
         let queues: Vec<Arc<PeerQueue>> = (0..n)
             .map(|_| {
                 Arc::new(PeerQueue {
-                    buf: Mutex::new(Vec::new()),
+                    out: Mutex::new(Outgoing::default()),
                     ready: Notify::new(),
                     up: AtomicBool::new(false),
                     handoff: Mutex::new(None),
@@ -194,24 +211,49 @@ impl Transport for TcpTransport {
                 continue;
             }
             let q = &self.queues[to];
+            let mut wake = false;
             {
-                let mut buf = q.buf.lock().expect("queue lock poisoned");
-                if buf.len() + pending.len() > self.cfg.max_queued_bytes {
+                let mut out = q.out.lock().expect("queue lock poisoned");
+                let mut from = 0;
+                // Small batches (light load) go out at once for latency; big ones (heavy load) go to the writer
+                // task, which coalesces whatever accumulates meanwhile into fewer syscalls.
+                if !out.writing && out.buf.is_empty() && pending.len() <= DIRECT_WRITE_MAX {
+                    if let Some(sink) = &out.sink {
+                        while from < pending.len() {
+                            match sink.try_write(&pending[from..]) {
+                                Ok(0) | Err(_) => break, // would block, or broken: the writer task sorts it out
+                                Ok(k) => from += k,
+                            }
+                        }
+                        if from == pending.len() {
+                            self.stats.writes.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
+                let rest = &pending[from..];
+                if rest.is_empty() {
+                    // all written directly
+                } else if out.buf.len() + rest.len() > self.cfg.max_queued_bytes {
                     // The peer is not reading: drop this batch rather than buffer without bound.
                     self.stats.dropped.fetch_add(1, Ordering::Relaxed);
-                } else if buf.is_empty() {
-                    std::mem::swap(&mut *buf, pending);
                 } else {
-                    buf.extend_from_slice(pending);
+                    out.buf.extend_from_slice(rest);
+                    wake = true;
                 }
             }
             pending.clear();
-            q.ready.notify_one();
+            if wake {
+                q.ready.notify_one();
+            }
         }
     }
 
     fn recv(&mut self) -> impl std::future::Future<Output = Option<TransportEvent>> + Send {
         self.inbound.recv()
+    }
+
+    fn try_recv(&mut self) -> Option<TransportEvent> {
+        self.inbound.try_recv().ok()
     }
 
     fn shutdown(&mut self) -> impl std::future::Future<Output = ()> + Send {
@@ -372,7 +414,9 @@ impl Link {
     async fn serve(&mut self, stream: TcpStream) -> End {
         let _ = stream.set_nodelay(true);
         let (read, write) = stream.into_split();
-        self.queue.buf.lock().expect("queue lock poisoned").clear();
+        let write = Arc::new(write);
+        *self.queue.out.lock().expect("queue lock poisoned") =
+            Outgoing { buf: Vec::new(), writing: false, sink: Some(write.clone()) };
         self.queue.up.store(true, Ordering::Release);
         info!(peer = self.peer, "peer connected");
         if self.events.send(TransportEvent::PeerUp(self.peer)).await.is_err() {
@@ -381,12 +425,12 @@ impl Link {
         let accepting = self.id.me > self.peer;
         let end = tokio::select! {
             e = read_loop(read, self.peer, self.cfg.max_frame, &self.events) => e,
-            e = write_loop(write, &self.queue, &self.stats) => e,
+            e = write_loop(write.clone(), &self.queue, &self.stats) => e,
             _ = self.queue.handed.notified(), if accepting => End::Replaced,
             _ = self.stop.changed() => End::Stopped,
         };
         self.queue.up.store(false, Ordering::Release);
-        self.queue.buf.lock().expect("queue lock poisoned").clear();
+        *self.queue.out.lock().expect("queue lock poisoned") = Outgoing::default();
         if !matches!(end, End::Stopped) && self.events.send(TransportEvent::PeerDown(self.peer)).await.is_err() {
             return End::Stopped;
         }
@@ -428,20 +472,32 @@ async fn read_loop(
     }
 }
 
-async fn write_loop(mut write: OwnedWriteHalf, queue: &PeerQueue, stats: &TcpStats) -> End {
+/// Sends what the driver could not write directly, coalescing everything queued meanwhile into one write.
+async fn write_loop(write: Arc<OwnedWriteHalf>, queue: &PeerQueue, stats: &TcpStats) -> End {
     let mut spare = Vec::new();
     loop {
         queue.ready.notified().await;
         loop {
             {
-                let mut buf = queue.buf.lock().expect("queue lock poisoned");
-                if buf.is_empty() {
+                let mut out = queue.out.lock().expect("queue lock poisoned");
+                if out.buf.is_empty() {
+                    out.writing = false;
                     break;
                 }
-                std::mem::swap(&mut *buf, &mut spare);
+                out.writing = true;
+                std::mem::swap(&mut out.buf, &mut spare);
             }
-            if let Err(e) = write.write_all(&spare).await {
-                return End::Closed(e.to_string());
+            let mut from = 0;
+            while from < spare.len() {
+                if let Err(e) = write.writable().await {
+                    return End::Closed(e.to_string());
+                }
+                match write.try_write(&spare[from..]) {
+                    Ok(0) => return End::Closed("connection closed while writing".into()),
+                    Ok(k) => from += k,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                    Err(e) => return End::Closed(e.to_string()),
+                }
             }
             stats.writes.fetch_add(1, Ordering::Relaxed);
             spare.clear();

@@ -1,0 +1,392 @@
+//! MinIO dsync's load harness, on dsync: every node runs `--loops` loops, each locking and unlocking its own
+//! resource (or, with `--hot`, all contending for one), for `--seconds`, all on loopback.
+//!
+//! ```text
+//! cargo run --release -p dsync-tokio --example bench -- --nodes 4 --loops 5 --seconds 10
+//!     [--hot] [--processes] [--rate LOCKS_PER_SEC] [--warmup S]
+//! ```
+//! Reports total locks/s, p50/p99 acquire latency, CPU seconds per 1,000 locks (all processes), and with
+//! `--hot` the hand-off latency (release → next holder acquired) and the longest wait. `--rate` paces the
+//! loops to a total target rate (to read latency at a given load). `--processes` runs each node in its own OS
+//! process. The last line is `nodes=<n> locks_per_sec=<x> p50_us=<y> p99_us=<z>`.
+
+use dsync_tokio::{Node, NodeBuilder};
+use std::net::{SocketAddr, TcpListener};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+#[derive(Clone)]
+struct Opts {
+    nodes: usize,
+    loops: usize,
+    seconds: f64,
+    warmup: f64,
+    hot: bool,
+    processes: bool,
+    shared_runtime: bool,
+    rate: Option<f64>,
+    child: Option<(usize, Vec<SocketAddr>)>,
+}
+
+fn opts() -> Result<Opts, String> {
+    let mut o = Opts {
+        nodes: 4,
+        loops: 5,
+        seconds: 10.0,
+        warmup: 1.0,
+        hot: false,
+        processes: false,
+        shared_runtime: false,
+        rate: None,
+        child: None,
+    };
+    let mut args = std::env::args().skip(1);
+    let mut child_id = None;
+    let mut peers = Vec::new();
+    while let Some(a) = args.next() {
+        let mut v = || args.next().ok_or(format!("{a} needs a value"));
+        match a.as_str() {
+            "--nodes" => o.nodes = v()?.parse().map_err(|_| "--nodes takes a count")?,
+            "--loops" => o.loops = v()?.parse().map_err(|_| "--loops takes a count")?,
+            "--seconds" => o.seconds = v()?.parse().map_err(|_| "--seconds takes a number")?,
+            "--warmup" => o.warmup = v()?.parse().map_err(|_| "--warmup takes a number")?,
+            "--rate" => o.rate = Some(v()?.parse().map_err(|_| "--rate takes locks per second")?),
+            "--hot" => o.hot = true,
+            "--processes" => o.processes = true,
+            "--shared-runtime" => o.shared_runtime = true,
+            "--child" => child_id = Some(v()?.parse().map_err(|_| "--child takes an index")?),
+            "--peers" => {
+                peers =
+                    v()?.split(',').map(|p| p.parse().map_err(|_| format!("bad peer {p}"))).collect::<Result<_, _>>()?
+            }
+            "--transport" => {
+                let t = v()?;
+                if t != "tcp" {
+                    return Err(format!("--transport {t}: this build has tcp only"));
+                }
+            }
+            "--bench" => {} // passed by `cargo bench`-style runners
+            other => return Err(format!("unknown flag {other}")),
+        }
+    }
+    if o.nodes == 0 || o.nodes > 64 || o.loops == 0 {
+        return Err("--nodes must be 1..=64 and --loops positive".into());
+    }
+    if let Some(id) = child_id {
+        o.child = Some((id, peers));
+    }
+    Ok(o)
+}
+
+/// What one node's loops measured.
+#[derive(Default)]
+struct Tally {
+    locks: AtomicU64,
+    latencies_ns: Mutex<Vec<u64>>,
+    handoffs_ns: Mutex<Vec<u64>>,
+    max_wait_ns: AtomicU64,
+}
+
+fn cpu_seconds() -> f64 {
+    // utime + stime of this process, in clock ticks of 1/100 s (Linux); children report their own.
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after = stat.rsplit(')').next().unwrap_or("");
+    // After the command name: state (not numeric, skipped), ppid, ..., utime (14th field), stime (15th).
+    let f: Vec<u64> = after.split_whitespace().filter_map(|x| x.parse().ok()).collect();
+    f.get(10..12).map(|v| v.iter().sum::<u64>() as f64 / 100.0).unwrap_or(0.0)
+}
+
+fn main() {
+    let o = match opts() {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("bench: {e}");
+            std::process::exit(2);
+        }
+    };
+    // A node per process (or per thread, below) runs on a single-threaded runtime: its driver, connections
+    // and loops then wake each other without crossing threads, as in a deployment of one node per machine.
+    if let Some((id, peers)) = o.child.clone() {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        rt.block_on(child(o, id, peers));
+        return;
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    rt.block_on(parent(o));
+}
+
+async fn start(peers: &[SocketAddr], id: usize, listener: Option<TcpListener>) -> Node {
+    let mut b = NodeBuilder::new(peers.to_vec(), id).secret("bench");
+    if let Some(l) = listener {
+        b = b.listener(l);
+    }
+    b.start_tcp().await.expect("node starts")
+}
+
+/// Waits until every node can take a lock granted by every node (all connections up), so the clock starts on
+/// a formed cluster.
+async fn ready(node: &Node) {
+    let name = format!("ready-{}", node.id());
+    let m = node.mutex([name.clone()]);
+    loop {
+        if let Ok(g) = m.try_lock_for(Duration::from_secs(5)).await {
+            let everyone = node.holders(Some(&name)).await.ok().and_then(|e| e.first().map(|e| e.granted_by.len()));
+            drop(g);
+            if everyone == Some(node.nodes()) {
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn run_loops(
+    node: Node,
+    o: &Opts,
+    tally: Arc<Tally>,
+    measuring: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
+    epoch: Instant,
+) {
+    let last_release = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for l in 0..o.loops {
+        let name = if o.hot { "hot".to_string() } else { format!("node{}-loop{l}", node.id()) };
+        let m = node.mutex([name]);
+        let (tally, measuring, stop, last_release) =
+            (tally.clone(), measuring.clone(), stop.clone(), last_release.clone());
+        let pace = o.rate.map(|r| Duration::from_secs_f64((o.nodes * o.loops) as f64 / r));
+        tasks.push(tokio::spawn(async move {
+            let mut next = Instant::now();
+            while !stop.load(Ordering::Relaxed) {
+                if let Some(p) = pace {
+                    next += p;
+                    tokio::time::sleep_until(next.into()).await;
+                }
+                let asked = Instant::now();
+                let Ok(g) = m.lock().await else { return };
+                let got = Instant::now();
+                if measuring.load(Ordering::Relaxed) {
+                    let wait = (got - asked).as_nanos() as u64;
+                    tally.latencies_ns.lock().unwrap().push(wait);
+                    tally.locks.fetch_add(1, Ordering::Relaxed);
+                    tally.max_wait_ns.fetch_max(wait, Ordering::Relaxed);
+                    let rel = last_release.load(Ordering::Relaxed);
+                    let now_ns = (got - epoch).as_nanos() as u64;
+                    if rel != 0 && rel <= now_ns {
+                        tally.handoffs_ns.lock().unwrap().push(now_ns - rel);
+                    }
+                }
+                drop(g); // released without waiting, like MinIO's Unlock
+                last_release.store((Instant::now() - epoch).as_nanos() as u64, Ordering::Relaxed);
+            }
+        }));
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+}
+
+async fn parent(o: Opts) {
+    let listeners: Vec<TcpListener> = (0..o.nodes).map(|_| TcpListener::bind("127.0.0.1:0").unwrap()).collect();
+    let peers: Vec<SocketAddr> = listeners.iter().map(|l| l.local_addr().unwrap()).collect();
+    let cpu0 = cpu_seconds();
+    let (locks, mut lat, mut hand, max_wait, elapsed, child_cpu) = if o.processes {
+        drop(listeners);
+        processes(&o, &peers).await
+    } else if o.shared_runtime {
+        in_process(&o, &peers, listeners).await
+    } else {
+        thread_per_node(&o, &peers, listeners).await
+    };
+    let cpu = cpu_seconds() - cpu0 + child_cpu;
+    lat.sort_unstable();
+    hand.sort_unstable();
+    let pct = |v: &[u64], p: f64| {
+        v.get(((v.len() as f64 * p) as usize).min(v.len().saturating_sub(1))).copied().unwrap_or(0) / 1000
+    };
+    let rate = locks as f64 / elapsed;
+    println!(
+        "mode={} loops_per_node={} seconds={:.1} locks={locks} cpu_s_per_1000_locks={:.3}",
+        if o.processes {
+            "processes"
+        } else if o.shared_runtime {
+            "one-shared-runtime"
+        } else {
+            "thread-per-node"
+        },
+        o.loops,
+        elapsed,
+        cpu / (locks.max(1) as f64 / 1000.0)
+    );
+    if o.hot {
+        println!(
+            "hot: handoff_p50_us={} handoff_p99_us={} max_wait_us={}",
+            pct(&hand, 0.5),
+            pct(&hand, 0.99),
+            max_wait / 1000
+        );
+    }
+    println!("nodes={} locks_per_sec={:.0} p50_us={} p99_us={}", o.nodes, rate, pct(&lat, 0.5), pct(&lat, 0.99));
+}
+
+type Outcome = (u64, Vec<u64>, Vec<u64>, u64, f64, f64);
+
+async fn in_process(o: &Opts, peers: &[SocketAddr], listeners: Vec<TcpListener>) -> Outcome {
+    let mut nodes = Vec::new();
+    for (i, l) in listeners.into_iter().enumerate() {
+        nodes.push(start(peers, i, Some(l)).await);
+    }
+    for n in &nodes {
+        ready(n).await;
+    }
+    let tally = Arc::new(Tally::default());
+    let (measuring, stop) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
+    let epoch = Instant::now();
+    let mut tasks = Vec::new();
+    for n in &nodes {
+        let (n, o, t, m, s) = (n.clone(), o.clone(), tally.clone(), measuring.clone(), stop.clone());
+        tasks.push(tokio::spawn(async move { run_loops(n, &o, t, m, s, epoch).await }));
+    }
+    tokio::time::sleep(Duration::from_secs_f64(o.warmup)).await;
+    measuring.store(true, Ordering::Relaxed);
+    let began = Instant::now();
+    tokio::time::sleep(Duration::from_secs_f64(o.seconds)).await;
+    measuring.store(false, Ordering::Relaxed);
+    let elapsed = began.elapsed().as_secs_f64();
+    stop.store(true, Ordering::Relaxed);
+    for t in tasks {
+        let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
+    }
+    for n in &nodes {
+        n.shutdown().await;
+    }
+    let lat = std::mem::take(&mut *tally.latencies_ns.lock().unwrap());
+    let hand = std::mem::take(&mut *tally.handoffs_ns.lock().unwrap());
+    (tally.locks.load(Ordering::Relaxed), lat, hand, tally.max_wait_ns.load(Ordering::Relaxed), elapsed, 0.0)
+}
+
+/// Each node on its own OS thread with a single-threaded runtime, all in this process.
+async fn thread_per_node(o: &Opts, peers: &[SocketAddr], listeners: Vec<TcpListener>) -> Outcome {
+    let tally = Arc::new(Tally::default());
+    let (measuring, stop) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
+    let ready_count = Arc::new(AtomicU64::new(0));
+    let epoch = Instant::now();
+    let mut threads = Vec::new();
+    for (i, l) in listeners.into_iter().enumerate() {
+        let (o, peers, tally) = (o.clone(), peers.to_vec(), tally.clone());
+        let (measuring, stop, ready_count) = (measuring.clone(), stop.clone(), ready_count.clone());
+        threads.push(std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+            rt.block_on(async move {
+                let node = start(&peers, i, Some(l)).await;
+                ready(&node).await;
+                ready_count.fetch_add(1, Ordering::SeqCst);
+                run_loops(node.clone(), &o, tally, measuring, stop.clone(), epoch).await;
+                // Keep serving until every node's loops stopped, so nobody loses its peers mid-run.
+                ready_count.fetch_add(1, Ordering::SeqCst);
+                while ready_count.load(Ordering::SeqCst) < 2 * o.nodes as u64 {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                node.shutdown().await;
+            });
+        }));
+    }
+    while ready_count.load(Ordering::SeqCst) < o.nodes as u64 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    tokio::time::sleep(Duration::from_secs_f64(o.warmup)).await;
+    measuring.store(true, Ordering::Relaxed);
+    let began = Instant::now();
+    tokio::time::sleep(Duration::from_secs_f64(o.seconds)).await;
+    measuring.store(false, Ordering::Relaxed);
+    let elapsed = began.elapsed().as_secs_f64();
+    stop.store(true, Ordering::Relaxed);
+    for t in threads {
+        let _ = tokio::task::spawn_blocking(move || t.join()).await;
+    }
+    let lat = std::mem::take(&mut *tally.latencies_ns.lock().unwrap());
+    let hand = std::mem::take(&mut *tally.handoffs_ns.lock().unwrap());
+    (tally.locks.load(Ordering::Relaxed), lat, hand, tally.max_wait_ns.load(Ordering::Relaxed), elapsed, 0.0)
+}
+
+/// Each node in its own OS process (this binary, with `--child`); results come back on stdout.
+async fn processes(o: &Opts, peers: &[SocketAddr]) -> Outcome {
+    let exe = std::env::current_exe().expect("own path");
+    let list = peers.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(",");
+    let mut children = Vec::new();
+    for i in 0..o.nodes {
+        let mut cmd = tokio::process::Command::new(&exe);
+        cmd.args(["--child", &i.to_string(), "--peers", &list, "--nodes", &o.nodes.to_string()])
+            .args([
+                "--loops",
+                &o.loops.to_string(),
+                "--seconds",
+                &o.seconds.to_string(),
+                "--warmup",
+                &o.warmup.to_string(),
+            ])
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true);
+        if o.hot {
+            cmd.arg("--hot");
+        }
+        if let Some(r) = o.rate {
+            cmd.args(["--rate", &r.to_string()]);
+        }
+        children.push(cmd.spawn().expect("child starts"));
+    }
+    let (mut locks, mut lat, mut hand, mut max_wait, mut elapsed, mut cpu) =
+        (0, Vec::new(), Vec::new(), 0, 0.0f64, 0.0);
+    for c in children {
+        let out = c.wait_with_output().await.expect("child finishes");
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            let mut it = line.split_whitespace();
+            match it.next() {
+                Some("locks") => locks += it.next().and_then(|v| v.parse::<u64>().ok()).unwrap_or(0),
+                Some("elapsed") => elapsed = elapsed.max(it.next().and_then(|v| v.parse().ok()).unwrap_or(0.0)),
+                Some("cpu") => cpu += it.next().and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0),
+                Some("maxwait") => max_wait = max_wait.max(it.next().and_then(|v| v.parse().ok()).unwrap_or(0)),
+                Some("lat") => lat.extend(it.filter_map(|v| v.parse::<u64>().ok())),
+                Some("hand") => hand.extend(it.filter_map(|v| v.parse::<u64>().ok())),
+                _ => {}
+            }
+        }
+    }
+    (locks, lat, hand, max_wait, elapsed.max(1e-9), cpu)
+}
+
+/// A `--processes` child: one node, its loops, results on stdout. Start and stop are agreed by all children
+/// forming the cluster first, then measuring for the same wall-clock window.
+async fn child(o: Opts, id: usize, peers: Vec<SocketAddr>) {
+    let node = start(&peers, id, None).await;
+    ready(&node).await;
+    let tally = Arc::new(Tally::default());
+    let (measuring, stop) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
+    let epoch = Instant::now();
+    let loops = {
+        let (n, o, t, m, s) = (node.clone(), o.clone(), tally.clone(), measuring.clone(), stop.clone());
+        tokio::spawn(async move { run_loops(n, &o, t, m, s, epoch).await })
+    };
+    let cpu0 = cpu_seconds();
+    tokio::time::sleep(Duration::from_secs_f64(o.warmup)).await;
+    measuring.store(true, Ordering::Relaxed);
+    let began = Instant::now();
+    tokio::time::sleep(Duration::from_secs_f64(o.seconds)).await;
+    measuring.store(false, Ordering::Relaxed);
+    let elapsed = began.elapsed().as_secs_f64();
+    stop.store(true, Ordering::Relaxed);
+    let _ = tokio::time::timeout(Duration::from_secs(10), loops).await;
+    let cpu = cpu_seconds() - cpu0;
+    // Keep serving a little so slower peers finish their window with a full cluster.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    node.shutdown().await;
+    let join = |v: &[u64]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(" ");
+    println!("locks {}", tally.locks.load(Ordering::Relaxed));
+    println!("elapsed {elapsed}");
+    println!("cpu {cpu}");
+    println!("maxwait {}", tally.max_wait_ns.load(Ordering::Relaxed));
+    println!("lat {}", join(&tally.latencies_ns.lock().unwrap()));
+    println!("hand {}", join(&tally.handoffs_ns.lock().unwrap()));
+}
