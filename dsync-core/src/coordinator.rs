@@ -102,6 +102,9 @@ struct LockState {
     proposal_floor: u64,
     last_uid: u64,
     last_reason: FailReason,
+    /// A locker woke this lock while an attempt was in flight: if that attempt fails, retry at once.
+    /// (A locker never wakes the lock whose own grant it removed, so a lock cannot wake itself into a spin.)
+    woken: bool,
     phase: Phase,
     armed: Instant,
 }
@@ -235,6 +238,7 @@ impl Coordinator {
                 proposal_floor: 0,
                 last_uid: 0,
                 last_reason: FailReason::Timeout,
+                woken: false,
                 phase: Phase::Backoff(now),
                 armed: Instant::MAX,
             },
@@ -396,9 +400,16 @@ impl Coordinator {
     /// A locker freed a resource this node's waiting lock had reserved: retry now instead of sleeping on.
     pub(crate) fn on_wake(&mut self, ticket: u64, now: Instant, cfg: &Config, locker: &Locker, io: &mut Io) {
         let Some(&id) = self.by_ticket.get(&ticket) else { return };
-        if matches!(self.locks.get(&id).map(|l| &l.phase), Some(Phase::Backoff(_))) {
-            io.counters.retries += 1;
-            self.start_round(id, now, cfg, locker, io);
+        let Some(lock) = self.locks.get_mut(&id) else { return };
+        match lock.phase {
+            Phase::Backoff(_) => {
+                io.counters.retries += 1;
+                self.start_round(id, now, cfg, locker, io);
+            }
+            // Each locker wakes us as it frees the resource; one that does so while our attempt is in
+            // flight may have denied it a moment earlier, so a failed attempt should not sleep on it.
+            Phase::Acquiring(_) => lock.woken = true,
+            _ => {}
         }
     }
 
@@ -560,6 +571,11 @@ impl Coordinator {
         self.by_uid.remove(&uid);
         lock.last_reason = reason;
         lock.attempts = lock.attempts.saturating_add(1);
+        if core::mem::take(&mut lock.woken) {
+            io.counters.retries += 1;
+            self.start_round(id, now, cfg, locker, io);
+            return;
+        }
         if quick && lock.quick_retries < 3 {
             // Not contention: our token proposal was behind. Retry at once with a higher one.
             lock.quick_retries += 1;

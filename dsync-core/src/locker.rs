@@ -3,12 +3,13 @@
 //! Invariant: at any instant the table holds no two conflicting grants on one resource (a writer excludes
 //! everyone else). Everything else in the protocol leans on this plus quorum intersection.
 //!
-//! Reservations make contention resolve instead of spin: a request denied for a conflict reserves the
-//! resource for its lock unless a lock with a better (lower) ticket already did; while a reservation
-//! lives, worse-ticketed conflicting requests are denied too. Every locker orders tickets the same way,
-//! so after one split round all of them favour the same lock (MinIO's start-up herd), readers cannot
-//! starve a waiting writer, and an old waiter outranks newcomers (tickets are Lamport timestamps, so any
-//! request issued after a waiter's first attempt reached its node has a higher ticket).
+//! Reservations make contention resolve instead of spin: a request denied for a conflict queues its lock
+//! as a waiter on the resource, in rank order (lower ticket first). The best live waiter holds the
+//! reservation: worse-ranked conflicting requests are denied while it lives, and when the resource frees,
+//! the locker wakes that waiter so hand-off does not wait for a backoff. Every locker orders tickets the
+//! same way, so after one split round all of them favour the same lock (MinIO's start-up herd), readers
+//! cannot starve a waiting writer, and an old waiter outranks newcomers (tickets are Lamport timestamps,
+//! so any request issued after a waiter's first attempt reached its node has a higher ticket).
 
 use crate::config::{bugs, Config, Limits, Start};
 use crate::event::Counters;
@@ -28,6 +29,8 @@ pub(crate) type Key = (usize, u64);
 #[derive(Debug)]
 struct Grant {
     mode: Mode,
+    /// The lock's ticket, so freeing its resources never wakes the lock itself.
+    ticket: u64,
     resources: Vec<String>,
     token: u64,
     granted_at: Instant,
@@ -43,13 +46,18 @@ struct Reservation {
     until: Instant,
 }
 
+/// Waiters remembered per resource; beyond this the worst-ranked is forgotten (it still retries on its own).
+const MAX_WAITERS: usize = 32;
+
 #[derive(Debug, Default)]
 struct Res {
     writer: Option<Key>,
     readers: Vec<Key>,
     /// Highest write token granted on this resource (at least the fencing floor).
     mark: u64,
-    reservation: Option<Reservation>,
+    /// Locks waiting for this resource, best-ranked first. The first live one holds the reservation; when
+    /// the resource frees, it is woken (with the read waiters right behind it, which may share).
+    waiters: Vec<Reservation>,
 }
 
 impl Res {
@@ -65,7 +73,15 @@ impl Res {
     }
 
     fn live_reservation(&self, now: Instant) -> Option<Reservation> {
-        self.reservation.filter(|r| r.until > now)
+        self.waiters.iter().find(|r| r.until > now).copied()
+    }
+
+    fn has_waiters(&self, now: Instant) -> bool {
+        self.live_reservation(now).is_some()
+    }
+
+    fn forget_waiter(&mut self, owner: usize, ticket: u64) {
+        self.waiters.retain(|w| (w.owner, w.ticket) != (owner, ticket));
     }
 }
 
@@ -346,9 +362,7 @@ impl Locker {
                 }
                 Mode::Read => st.readers.push(key),
             }
-            if st.reservation.is_some_and(|rv| (rv.owner, rv.ticket) == (key.0, m.ticket)) {
-                st.reservation = None;
-            }
+            st.forget_waiter(key.0, m.ticket);
         }
         if m.mode == Mode::Write {
             self.fencing.record(token);
@@ -358,24 +372,25 @@ impl Locker {
         if expires != Instant::MAX {
             self.expiry.insert((expires, key));
         }
-        self.grants.insert(key, Grant { mode: m.mode, resources: m.resources, token, granted_at: now, expires });
+        let ticket = m.ticket;
+        self.grants
+            .insert(key, Grant { mode: m.mode, ticket, resources: m.resources, token, granted_at: now, expires });
         if self.res.len() > self.limits.max_grants {
             self.forget_idle(now);
         }
     }
 
-    /// Records a waiting lock's claim on the resources of a denied request, where it outranks the current one.
+    /// Queues a denied request's lock as a waiter on its resources, in rank order (refreshing its entry).
     fn reserve(&mut self, now: Instant, from: usize, m: &LockMsg, prio: (u64, u64)) {
         let until = now + self.reservation_ttl;
         let mut claimed = Vec::new();
         for r in &m.resources {
             let Some(st) = self.res.get_mut(r.as_str()) else { continue };
-            let take = match st.live_reservation(now) {
-                None => true,
-                Some(rv) => (rv.owner, rv.ticket) == (from, m.ticket) || prio < priority(rv.owner, rv.ticket),
-            };
-            if take {
-                st.reservation = Some(Reservation { owner: from, ticket: m.ticket, mode: m.mode, until });
+            st.waiters.retain(|w| w.until > now && (w.owner, w.ticket) != (from, m.ticket));
+            let at = st.waiters.partition_point(|w| priority(w.owner, w.ticket) < prio);
+            if at < MAX_WAITERS {
+                st.waiters.insert(at, Reservation { owner: from, ticket: m.ticket, mode: m.mode, until });
+                st.waiters.truncate(MAX_WAITERS);
                 claimed.push(r.clone());
             }
         }
@@ -392,9 +407,7 @@ impl Locker {
         let Some((resources, _)) = self.reserved.remove(&(owner, ticket)) else { return };
         for r in resources {
             if let Some(st) = self.res.get_mut(r.as_str()) {
-                if st.reservation.is_some_and(|rv| (rv.owner, rv.ticket) == (owner, ticket)) {
-                    st.reservation = None;
-                }
+                st.forget_waiter(owner, ticket);
             }
         }
     }
@@ -416,8 +429,16 @@ impl Locker {
                 Mode::Read => st.readers.retain(|k| *k != key),
             }
             if st.is_free() {
-                if let Some(rv) = st.live_reservation(now) {
-                    io.send(rv.owner, Message::Wake { ticket: rv.ticket });
+                // Wake the best waiter; if it only reads, the readers queued right behind it may share.
+                // Not the lock whose grant this was: it released it itself (a failed attempt) and retries on its own.
+                let mut live = st.waiters.iter().filter(|w| w.until > now && (w.owner, w.ticket) != (key.0, g.ticket));
+                if let Some(first) = live.next() {
+                    io.send(first.owner, Message::Wake { ticket: first.ticket });
+                    if first.mode == Mode::Read {
+                        for w in live.take_while(|w| w.mode == Mode::Read) {
+                            io.send(w.owner, Message::Wake { ticket: w.ticket });
+                        }
+                    }
                 }
             }
         }
@@ -428,7 +449,7 @@ impl Locker {
     fn forget_idle(&mut self, now: Instant) {
         let fencing = &mut self.fencing;
         self.res.retain(|_, st| {
-            let keep = !st.is_free() || st.live_reservation(now).is_some();
+            let keep = !st.is_free() || st.has_waiters(now);
             if !keep {
                 fencing.fold(st.mark);
             }
