@@ -88,6 +88,26 @@ struct Tally {
     max_wait_ns: AtomicU64,
 }
 
+impl Tally {
+    /// What was measured, for the report (no child CPU: the caller adds it in `--processes` mode).
+    fn outcome(&self, elapsed: f64) -> Outcome {
+        let lat = std::mem::take(&mut *self.latencies_ns.lock().unwrap());
+        let hand = std::mem::take(&mut *self.handoffs_ns.lock().unwrap());
+        (self.locks.load(Ordering::Relaxed), lat, hand, self.max_wait_ns.load(Ordering::Relaxed), elapsed, 0.0)
+    }
+}
+
+/// Warm up, measure for `--seconds`, then tell the loops to stop; returns the measured duration.
+async fn measure(o: &Opts, measuring: &AtomicBool, stop: &AtomicBool) -> f64 {
+    tokio::time::sleep(Duration::from_secs_f64(o.warmup)).await;
+    measuring.store(true, Ordering::Relaxed);
+    let began = Instant::now();
+    tokio::time::sleep(Duration::from_secs_f64(o.seconds)).await;
+    measuring.store(false, Ordering::Relaxed);
+    stop.store(true, Ordering::Relaxed);
+    began.elapsed().as_secs_f64()
+}
+
 fn cpu_seconds() -> f64 {
     // utime + stime of this process, in clock ticks of 1/100 s (Linux); children report their own.
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
@@ -249,22 +269,14 @@ async fn in_process(o: &Opts, peers: &[SocketAddr], listeners: Vec<TcpListener>)
         let (n, o, t, m, s) = (n.clone(), o.clone(), tally.clone(), measuring.clone(), stop.clone());
         tasks.push(tokio::spawn(async move { run_loops(n, &o, t, m, s, epoch).await }));
     }
-    tokio::time::sleep(Duration::from_secs_f64(o.warmup)).await;
-    measuring.store(true, Ordering::Relaxed);
-    let began = Instant::now();
-    tokio::time::sleep(Duration::from_secs_f64(o.seconds)).await;
-    measuring.store(false, Ordering::Relaxed);
-    let elapsed = began.elapsed().as_secs_f64();
-    stop.store(true, Ordering::Relaxed);
+    let elapsed = measure(o, &measuring, &stop).await;
     for t in tasks {
         let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
     }
     for n in &nodes {
         n.shutdown().await;
     }
-    let lat = std::mem::take(&mut *tally.latencies_ns.lock().unwrap());
-    let hand = std::mem::take(&mut *tally.handoffs_ns.lock().unwrap());
-    (tally.locks.load(Ordering::Relaxed), lat, hand, tally.max_wait_ns.load(Ordering::Relaxed), elapsed, 0.0)
+    tally.outcome(elapsed)
 }
 
 /// Each node on its own OS thread with a single-threaded runtime, all in this process.
@@ -296,19 +308,11 @@ async fn thread_per_node(o: &Opts, peers: &[SocketAddr], listeners: Vec<TcpListe
     while ready_count.load(Ordering::SeqCst) < o.nodes as u64 {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    tokio::time::sleep(Duration::from_secs_f64(o.warmup)).await;
-    measuring.store(true, Ordering::Relaxed);
-    let began = Instant::now();
-    tokio::time::sleep(Duration::from_secs_f64(o.seconds)).await;
-    measuring.store(false, Ordering::Relaxed);
-    let elapsed = began.elapsed().as_secs_f64();
-    stop.store(true, Ordering::Relaxed);
+    let elapsed = measure(o, &measuring, &stop).await;
     for t in threads {
         let _ = tokio::task::spawn_blocking(move || t.join()).await;
     }
-    let lat = std::mem::take(&mut *tally.latencies_ns.lock().unwrap());
-    let hand = std::mem::take(&mut *tally.handoffs_ns.lock().unwrap());
-    (tally.locks.load(Ordering::Relaxed), lat, hand, tally.max_wait_ns.load(Ordering::Relaxed), elapsed, 0.0)
+    tally.outcome(elapsed)
 }
 
 /// Each node in its own OS process (this binary, with `--child`); results come back on stdout.
@@ -370,13 +374,7 @@ async fn child(o: Opts, id: usize, peers: Vec<SocketAddr>) {
         tokio::spawn(async move { run_loops(n, &o, t, m, s, epoch).await })
     };
     let cpu0 = cpu_seconds();
-    tokio::time::sleep(Duration::from_secs_f64(o.warmup)).await;
-    measuring.store(true, Ordering::Relaxed);
-    let began = Instant::now();
-    tokio::time::sleep(Duration::from_secs_f64(o.seconds)).await;
-    measuring.store(false, Ordering::Relaxed);
-    let elapsed = began.elapsed().as_secs_f64();
-    stop.store(true, Ordering::Relaxed);
+    let elapsed = measure(&o, &measuring, &stop).await;
     let _ = tokio::time::timeout(Duration::from_secs(10), loops).await;
     let cpu = cpu_seconds() - cpu0;
     // Keep serving a little so slower peers finish their window with a full cluster.
