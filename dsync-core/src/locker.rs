@@ -241,7 +241,7 @@ impl Locker {
     }
 
     pub(crate) fn handle_unlock(&mut self, now: Instant, from: usize, uid: u64, ticket: Option<u64>, io: &mut Io) {
-        let removed = self.remove((from, uid), now, io);
+        let removed = self.remove((from, uid), now, io, ticket.is_some());
         if let Some(ticket) = ticket {
             self.clear_reservations(from, ticket);
         }
@@ -262,7 +262,7 @@ impl Locker {
                 .unwrap_or_default(),
             ForceTarget::Uid { owner, uid } => alloc::vec![(usize::from(*owner), *uid)],
         };
-        let removed = keys.into_iter().filter(|k| self.remove(*k, now, io)).count() as u32;
+        let removed = keys.into_iter().filter(|k| self.remove(*k, now, io, true)).count() as u32;
         io.send(from, Message::ForceUnlockReply { qid, removed });
     }
 
@@ -277,7 +277,7 @@ impl Locker {
             if at > now {
                 break;
             }
-            if self.remove(key, now, io) {
+            if self.remove(key, now, io, true) {
                 io.counters.expirations += 1;
             }
         }
@@ -412,8 +412,12 @@ impl Locker {
         }
     }
 
-    /// Removes a grant; wakes the lock that reserved a resource it frees. Returns whether it existed.
-    fn remove(&mut self, key: Key, now: Instant, io: &mut Io) -> bool {
+    /// Removes a grant and wakes the best waiter on each resource it frees. `finished`: the lock is done
+    /// (released, expired, forced); otherwise this is a failed attempt's partial grant, which only wakes a
+    /// waiter that ranks better than the failed lock — so two locks whose attempts keep failing cannot wake
+    /// each other forever without time passing (every such wake goes strictly up the ranking).
+    /// Returns whether the grant existed.
+    fn remove(&mut self, key: Key, now: Instant, io: &mut Io, finished: bool) -> bool {
         let Some(g) = self.grants.remove(&key) else { return false };
         if g.expires != Instant::MAX {
             self.expiry.remove(&(g.expires, key));
@@ -432,7 +436,8 @@ impl Locker {
                 // Wake the best waiter; if it only reads, the readers queued right behind it may share.
                 // Not the lock whose grant this was: it released it itself (a failed attempt) and retries on its own.
                 let mut live = st.waiters.iter().filter(|w| w.until > now && (w.owner, w.ticket) != (key.0, g.ticket));
-                if let Some(first) = live.next() {
+                let released = priority(key.0, g.ticket);
+                if let Some(first) = live.next().filter(|w| finished || priority(w.owner, w.ticket) < released) {
                     io.send(first.owner, Message::Wake { ticket: first.ticket });
                     if first.mode == Mode::Read {
                         for w in live.take_while(|w| w.mode == Mode::Read) {

@@ -179,7 +179,9 @@ impl NodeBuilder {
             force_queries: HashMap::new(),
         };
         tracing::info!(node = self.core.id, nodes = self.core.nodes, ?start, "dsync node starting");
-        tokio::spawn(driver.run());
+        // Every lock-lifecycle and connection event of this node is logged inside this span.
+        let span = tracing::info_span!("dsync", node = self.core.id, nodes = self.core.nodes);
+        tokio::spawn(tracing::Instrument::instrument(driver.run(), span));
         Ok(Node {
             shared: Arc::new(Shared {
                 commands: commands_tx,

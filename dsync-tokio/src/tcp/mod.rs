@@ -151,14 +151,10 @@ impl TcpTransport {
             .collect();
         let id = Identity { cluster: cfg.cluster, me: cfg.me, nodes: n, secret: cfg.secret.clone() };
         let mut tasks = Vec::new();
-        tasks.push(tokio::spawn(accept_loop(
-            listener,
-            id.clone(),
-            cfg.clone(),
-            queues.clone(),
-            stats.clone(),
-            stop_rx.clone(),
-        )));
+        // Connection events are logged inside a span naming this node.
+        let span = tracing::info_span!("dsync-tcp", node = cfg.me);
+        let accept = accept_loop(listener, id.clone(), cfg.clone(), queues.clone(), stats.clone(), stop_rx.clone());
+        tasks.push(tokio::spawn(tracing::Instrument::instrument(accept, span.clone())));
         for peer in (0..n).filter(|&p| p != cfg.me) {
             let link = Link {
                 peer,
@@ -169,7 +165,7 @@ impl TcpTransport {
                 events: tx.clone(),
                 stop: stop_rx.clone(),
             };
-            tasks.push(tokio::spawn(link.run()));
+            tasks.push(tokio::spawn(tracing::Instrument::instrument(link.run(), span.clone())));
         }
         Ok(TcpTransport {
             pending: vec![Vec::new(); n],
