@@ -102,6 +102,8 @@ struct LockState {
     proposal_floor: u64,
     last_uid: u64,
     last_reason: FailReason,
+    /// Nodes that answered any attempt of this lock: evidence that they are reachable.
+    heard: NodeSet,
     /// A locker woke this lock while an attempt was in flight: if that attempt fails, retry at once.
     /// (A locker never wakes the lock whose own grant it removed, so a lock cannot wake itself into a spin.)
     woken: bool,
@@ -239,6 +241,7 @@ impl Coordinator {
                 last_uid: 0,
                 last_reason: FailReason::Timeout,
                 woken: false,
+                heard: NodeSet::EMPTY,
                 phase: Phase::Backoff(now),
                 armed: Instant::MAX,
             },
@@ -311,6 +314,7 @@ impl Coordinator {
         let Some(lock) = self.locks.get_mut(&id) else { return };
         match &mut lock.phase {
             Phase::Acquiring(r) if r.uid == uid => {
+                lock.heard.insert(from);
                 if !r.answered.insert(from) {
                     // A second answer from the same locker: the request was duplicated in the network. A grant
                     // after a denial is real (the conflict cleared in between): count it, so it is used or
@@ -419,7 +423,7 @@ impl Coordinator {
         match &lock.phase {
             Phase::Acquiring(r) => {
                 if lock.deadline.is_some_and(|d| now >= d) {
-                    let reason = self.classify(id);
+                    let reason = self.classify(id, now, cfg);
                     self.finish_failed(id, reason, io);
                     return;
                 }
@@ -561,7 +565,7 @@ impl Coordinator {
     /// Ends an attempt without quorum: releases what it got, then retries (at once for a stale token,
     /// else after a jittered backoff) or fails when the deadline would pass.
     fn fail_round(&mut self, id: LockId, now: Instant, cfg: &Config, locker: &Locker, io: &mut Io) {
-        let reason = self.classify(id);
+        let reason = self.classify(id, now, cfg);
         let Some(lock) = self.locks.get_mut(&id) else { return };
         let Phase::Acquiring(r) = &lock.phase else { return };
         let unanswered = NodeSet(NodeSet::all(self.n).0 & !r.answered.0);
@@ -596,17 +600,24 @@ impl Coordinator {
         }
     }
 
-    fn classify(&self, id: LockId) -> FailReason {
+    /// Why the current attempt failed. A node that has not answered counts as unreachable when the attempt
+    /// ran its full `attempt_timeout`, or when it never answered any attempt of this lock; one that answered
+    /// a moment ago but not yet this attempt (cut short by the deadline) is not evidence of a missing quorum.
+    fn classify(&self, id: LockId, now: Instant, cfg: &Config) -> FailReason {
         let Some(lock) = self.locks.get(&id) else { return FailReason::Timeout };
         let Phase::Acquiring(r) = &lock.phase else { return lock.last_reason };
         let q = self.quorum(lock.mode);
-        let unreachable = r.unreachable + (self.n - r.answered.len());
-        if self.n - unreachable < q {
+        let timed_out = now >= r.sent_at + cfg.attempt_timeout;
+        let silent = NodeSet(NodeSet::all(self.n).0 & !r.answered.0);
+        let unanswered = if timed_out { silent.len() } else { NodeSet(silent.0 & !lock.heard.0).len() };
+        if self.n - (r.unreachable + unanswered) < q {
             FailReason::NoQuorum
         } else if r.overloaded > 0 && r.contended == 0 {
             FailReason::Overloaded
-        } else {
+        } else if r.contended > 0 || timed_out {
             FailReason::Timeout
+        } else {
+            lock.last_reason
         }
     }
 

@@ -403,11 +403,34 @@ impl Locker {
     }
 
     /// A lock is finished (released, cancelled, failed or lost): its reservations go.
-    fn clear_reservations(&mut self, owner: usize, ticket: u64) {
-        let Some((resources, _)) = self.reserved.remove(&(owner, ticket)) else { return };
-        for r in resources {
+    fn clear_reservations(&mut self, owner: usize, ticket: u64) -> Vec<String> {
+        let Some((resources, _)) = self.reserved.remove(&(owner, ticket)) else { return Vec::new() };
+        for r in &resources {
             if let Some(st) = self.res.get_mut(r.as_str()) {
                 st.forget_waiter(owner, ticket);
+            }
+        }
+        resources
+    }
+
+    /// `peer` is down: its waiting locks lose their places (they would hold the queue until their entries
+    /// expire), and a free resource whose head they were wakes its next waiter. Waiter entries only ever
+    /// deny, so dropping them cannot affect safety; if the peer comes back, its locks queue again.
+    pub(crate) fn forget_waiters_of(&mut self, peer: usize, now: Instant, io: &mut Io) {
+        let locks: Vec<(usize, u64)> = self.reserved.keys().filter(|(owner, _)| *owner == peer).copied().collect();
+        let mut freed = Vec::new();
+        for (owner, ticket) in locks {
+            freed.extend(self.clear_reservations(owner, ticket));
+        }
+        freed.sort_unstable();
+        freed.dedup();
+        for r in freed {
+            if let Some(st) = self.res.get(r.as_str()) {
+                if st.is_free() {
+                    if let Some(w) = st.live_reservation(now) {
+                        io.send(w.owner, Message::Wake { ticket: w.ticket });
+                    }
+                }
             }
         }
     }

@@ -147,6 +147,7 @@ impl Node {
             return;
         }
         self.io.down.insert(peer);
+        self.locker.forget_waiters_of(peer, now, &mut self.io);
         self.coord.on_peer_down(peer, now, &self.cfg, &self.locker, &mut self.io);
         self.queries.on_peer_down(peer, now, &mut self.io);
         self.pump(now);

@@ -689,6 +689,45 @@ fn a_release_reaches_grantors_believed_down() {
     assert_eq!(c.total_grants(), 0, "node 2's grant must be released, not left to expire");
 }
 
+/// A crashed node's waiting lock must not keep the head of the queue (blocking everyone behind it until its
+/// entry expires) once its node is reported down.
+#[test]
+fn a_down_peers_waiting_lock_loses_its_place_in_the_queue() {
+    let mut c = Cluster::new(3, |_| {});
+    let held = c.lock(1, W, &["r"], None);
+    c.settle();
+    assert!(c.acquired(1, held).is_some());
+    let _dead = c.lock(2, W, &["r"], None); // queued first: the best-ranked waiter
+    c.settle();
+    let waiter = c.lock(0, W, &["r"], None);
+    c.settle();
+    c.crash(2);
+    for i in [0, 1] {
+        c.with_node(i, |n, now| n.handle_peer_down(now, 2));
+    }
+    c.settle();
+    c.unlock(1, held);
+    let released_at = c.now;
+    c.run_for(ms(50));
+    let (at, _) = c.acquired(0, waiter).expect("the next waiter acquires once the holder releases");
+    assert!(at - released_at < ms(50), "woken at once, not after the dead waiter's entry expired");
+}
+
+/// Seen over TCP: the deadline cut short an attempt sent a moment before; lockers that had just denied the
+/// previous attempt for a conflict are contention, not a missing quorum.
+#[test]
+fn a_deadline_during_a_fresh_attempt_after_conflicts_is_a_timeout() {
+    let mut c = Cluster::new(3, |_| {});
+    let a = c.lock(0, W, &["x"], None);
+    c.settle();
+    assert!(c.acquired(0, a).is_some());
+    let b = c.lock(1, W, &["x"], Some(ms(300)));
+    c.deliver_all(); // the first attempt: every locker denies it (conflict)
+    let until = c.at(400);
+    c.fire_timers_until(until); // later attempts get no answer before the deadline
+    assert_eq!(c.failed(1, b).map(|f| f.1), Some(FailReason::Timeout));
+}
+
 #[test]
 fn cancel_releases_partial_grants() {
     let mut c = Cluster::new(3, |_| {});

@@ -61,7 +61,7 @@ async fn serve_register(listener: tokio::net::TcpListener, reg: Arc<Mutex<Regist
                             if r.inside == Some((id, token)) {
                                 r.inside = None;
                             }
-                            continue;
+                            "OK\n" // the worker releases its lock only after this
                         }
                     }
                 };

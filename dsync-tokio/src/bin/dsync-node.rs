@@ -7,7 +7,8 @@
 //! ```
 //! Without `--work` the node serves until SIGINT/SIGTERM, then releases what it holds and exits. With `--work`,
 //! `K` workers repeatedly take a write lock on `NAME` and, while holding it, report `ENTER <node> <token>` and
-//! `LEAVE <node> <token>` lines to a fenced register at `REGISTER_ADDR` (the multi-process test's checker).
+//! `LEAVE <node> <token>` lines to a fenced register at `REGISTER_ADDR` (the multi-process test's checker),
+//! waiting for its one-line answer to each before going on.
 
 use dsync_tokio::{LockError, NodeBuilder};
 use std::net::SocketAddr;
@@ -166,6 +167,9 @@ async fn work(node: dsync_tokio::Node, register: SocketAddr, resource: String, h
             _ = tokio::time::sleep(hold) => {}
         }
         write.write_all(format!("LEAVE {} {token}\n", node.id()).as_bytes()).await?;
+        // Release only once the register recorded the leave: the next holder's ENTER arrives on another
+        // connection and must not overtake it.
+        let _ack = lines.next_line().await?;
         drop(guard);
     }
 }

@@ -37,7 +37,26 @@ pub async fn cluster_with(n: usize, tweak: fn(&mut Config)) -> Cluster {
         let b = NodeBuilder::new(addrs.clone(), i).secret(SECRET).listener(l).configure(tweak);
         nodes.push(b.start_tcp().await.expect("node starts"));
     }
+    for node in &nodes {
+        soon("the cluster forms", formed(node)).await;
+    }
     Cluster { addrs, nodes }
+}
+
+/// Waits until a lock taken through `node` is granted by every node: all its connections are up, so a test's
+/// timing assertions are about locking, not about connections still being made.
+async fn formed(node: &Node) {
+    let name = format!("formed-{}", node.id());
+    loop {
+        if let Ok(g) = node.mutex([name.clone()]).try_lock_for(Duration::from_secs(5)).await {
+            let everyone = node.holders(Some(&name)).await.ok().and_then(|e| e.first().map(|e| e.granted_by.len()));
+            g.release().await.expect("release");
+            if everyone == Some(node.nodes()) {
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
 
 /// Runs `f` with the test's patience; a hang fails the test instead of stalling CI.
