@@ -59,7 +59,10 @@ struct RefreshRound {
     sent_at: Instant,
     timeout_at: Instant,
     ok: NodeSet,
+    /// Nodes that cannot confirm: answered "not held", or believed down.
     missing: NodeSet,
+    /// Nodes that answered "not held": only these surely dropped the grant.
+    not_held: NodeSet,
 }
 
 #[derive(Debug)]
@@ -256,7 +259,10 @@ impl Coordinator {
             Phase::Held(h) => {
                 let (uid, grantors) = (h.uid, h.grantors);
                 // Grantors get the release even if believed down: if they are, the transport drops it.
-                io.send_to(io.reachable().union(grantors), Message::Unlock { uid, ticket: Some(lock.ticket) });
+                io.send_to(
+                    io.reachable().union(grantors),
+                    Message::Unlock { uid, ticket: Some(lock.ticket), reply: true },
+                );
                 self.by_ticket.remove(&lock.ticket);
                 let answered = NodeSet(io.down.0 & grantors.0);
                 lock.phase = Phase::Releasing(Releasing {
@@ -288,7 +294,7 @@ impl Coordinator {
             self.pending -= 1;
         }
         // Grantors get the release even if believed down: if they are, the transport drops it.
-        io.send_to(io.reachable().union(granted), Message::Unlock { uid, ticket: Some(lock.ticket) });
+        io.send_to(io.reachable().union(granted), Message::Unlock { uid, ticket: Some(lock.ticket), reply: false });
         true
     }
 
@@ -378,6 +384,7 @@ impl Coordinator {
                     rr.ok.insert(from);
                 } else {
                     rr.missing.insert(from);
+                    rr.not_held.insert(from);
                 }
             }
             _ => {
@@ -571,7 +578,7 @@ impl Coordinator {
         let unanswered = NodeSet(NodeSet::all(self.n).0 & !r.answered.0);
         let release = r.granted.union(NodeSet(unanswered.0 & io.reachable().0));
         let (uid, quick) = (r.uid, r.stale_token && r.contended == 0);
-        io.send_to(release, Message::Unlock { uid, ticket: None });
+        io.send_to(release, Message::Unlock { uid, ticket: None, reply: false });
         self.by_uid.remove(&uid);
         lock.last_reason = reason;
         lock.attempts = lock.attempts.saturating_add(1);
@@ -637,6 +644,7 @@ impl Coordinator {
             timeout_at: now + cfg.attempt_timeout,
             ok: NodeSet::EMPTY,
             missing: io.down,
+            not_held: NodeSet::EMPTY,
         });
         io.send_to(io.reachable(), Message::Refresh { uid: h.uid, seq: h.seq });
         self.check_refresh(id, now, cfg, io);
@@ -660,7 +668,8 @@ impl Coordinator {
             let base = if cfg.bug(bugs::VALIDITY_FROM_RECEIVE) { now } else { rr.sent_at };
             h.valid_until = h.valid_until.max(base + cfg.holder_validity());
             h.next_refresh = rr.sent_at + cfg.refresh_interval;
-            h.grantors = NodeSet(h.grantors.0 & !rr.missing.0).union(rr.ok);
+            // A node believed down may still hold its grant: it stays a grantor, so the release reaches it.
+            h.grantors = NodeSet(h.grantors.0 & !rr.not_held.0).union(rr.ok);
             h.refresh = None;
         } else if rr.missing.len() > self.n - q {
             self.lose(id, io);
@@ -694,7 +703,7 @@ impl Coordinator {
     fn late_grant(&mut self, from: usize, uid: u64, granted: bool, cfg: &Config, io: &mut Io) {
         if granted && !cfg.bug(bugs::KEEP_LATE_GRANTS) {
             io.counters.late_grants_released += 1;
-            io.send(from, Message::Unlock { uid, ticket: None });
+            io.send(from, Message::Unlock { uid, ticket: None, reply: false });
         } else {
             io.counters.stale_replies += 1;
         }

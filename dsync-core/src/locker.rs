@@ -240,12 +240,22 @@ impl Locker {
         io.send(from, Message::RefreshReply { uid, seq, held });
     }
 
-    pub(crate) fn handle_unlock(&mut self, now: Instant, from: usize, uid: u64, ticket: Option<u64>, io: &mut Io) {
+    pub(crate) fn handle_unlock(
+        &mut self,
+        now: Instant,
+        from: usize,
+        uid: u64,
+        ticket: Option<u64>,
+        reply: bool,
+        io: &mut Io,
+    ) {
         let removed = self.remove((from, uid), now, io, ticket.is_some());
         if let Some(ticket) = ticket {
             self.clear_reservations(from, ticket);
         }
-        io.send(from, Message::UnlockReply { uid, removed });
+        if reply {
+            io.send(from, Message::UnlockReply { uid, removed });
+        }
     }
 
     pub(crate) fn handle_query(&mut self, now: Instant, from: usize, qid: u64, resource: Option<String>, io: &mut Io) {

@@ -250,7 +250,7 @@ impl Node {
                 locker.handle_lock(now, from, m, io)
             }
             Message::Refresh { uid, seq } => locker.handle_refresh(now, from, uid, seq, io),
-            Message::Unlock { uid, ticket } => locker.handle_unlock(now, from, uid, ticket, io),
+            Message::Unlock { uid, ticket, reply } => locker.handle_unlock(now, from, uid, ticket, reply, io),
             Message::Query { qid, resource } => locker.handle_query(now, from, qid, resource, io),
             Message::ForceUnlock { qid, target } => locker.handle_force(now, from, qid, target, io),
             Message::FloorQuery { qid } => locker.handle_floor_query(from, qid, io),

@@ -132,6 +132,9 @@ pub enum Message {
         uid: u64,
         /// Set when the lock is finished (released, cancelled, failed, lost).
         ticket: Option<u64>,
+        /// Whether the holder waits for an `UnlockReply` (an explicit release does; a dropped guard, a
+        /// failed attempt or a late grant does not, which saves a quarter of a lock's messages).
+        reply: bool,
     },
     /// Locker → holder: whether a grant was removed.
     UnlockReply {

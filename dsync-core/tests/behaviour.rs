@@ -528,7 +528,7 @@ fn hostile_input_changes_nothing_and_never_panics() {
     let grants_before: Vec<_> = (0..3).map(|i| c.node(i).grants(now)).collect();
 
     // Unknown senders and "myself".
-    let unlock = Message::Unlock { uid: info.uid, ticket: None };
+    let unlock = Message::Unlock { uid: info.uid, ticket: None, reply: true };
     for from in [3, 64, usize::MAX, 1] {
         c.with_node(1, |n, now| n.handle_message(now, from, unlock.clone()));
     }
@@ -726,6 +726,23 @@ fn a_deadline_during_a_fresh_attempt_after_conflicts_is_a_timeout() {
     let until = c.at(400);
     c.fire_timers_until(until); // later attempts get no answer before the deadline
     assert_eq!(c.failed(1, b).map(|f| f.1), Some(FailReason::Timeout));
+}
+
+/// Found by dsync-sim (seed 1307, 12 nodes): a refresh while a grantor was believed down dropped it from the
+/// grantors, so the release skipped it and its grant lingered until expiry.
+#[test]
+fn a_refresh_keeps_grantors_believed_down_so_the_release_reaches_them() {
+    let mut c = Cluster::new(3, |_| {});
+    let a = c.lock(0, W, &["r"], None);
+    c.settle();
+    assert_eq!(c.total_grants(), 3);
+    c.with_node(0, |n, now| n.handle_peer_down(now, 2)); // a stale belief: node 2 still holds its grant
+    let refresh = c.cfgs[0].refresh_interval;
+    c.run_for(refresh + ms(10)); // one refresh round, confirmed by nodes 0 and 1
+    assert!(c.is_valid(0, a));
+    c.unlock(0, a);
+    c.settle();
+    assert_eq!(c.total_grants(), 0, "node 2's grant must be released, not left to expire");
 }
 
 #[test]

@@ -217,7 +217,11 @@ fn message() -> impl Strategy<Value = Message> {
         (u(), outcome(), u()).prop_map(|(uid, outcome, mark)| Message::LockReply { uid, outcome, mark }),
         (u(), any::<u32>()).prop_map(|(uid, seq)| Message::Refresh { uid, seq }),
         (u(), any::<u32>(), any::<bool>()).prop_map(|(uid, seq, held)| Message::RefreshReply { uid, seq, held }),
-        (u(), any::<Option<u64>>()).prop_map(|(uid, ticket)| Message::Unlock { uid, ticket }),
+        (u(), any::<Option<u64>>(), any::<bool>()).prop_map(|(uid, ticket, reply)| Message::Unlock {
+            uid,
+            ticket,
+            reply
+        }),
         (u(), any::<bool>()).prop_map(|(uid, removed)| Message::UnlockReply { uid, removed }),
         u().prop_map(|ticket| Message::Wake { ticket }),
         (u(), prop::option::of(text())).prop_map(|(qid, resource)| Message::Query { qid, resource }),

@@ -253,8 +253,17 @@ impl<T: Transport> Driver<T> {
             }
             Command::Release { lock, reply } => {
                 if self.held.remove(&lock).is_some() {
-                    self.core.unlock(now, lock);
-                    self.releasing.insert(lock, reply);
+                    match reply {
+                        // An explicit release waits for every grantor's confirmation.
+                        Some(r) => {
+                            self.core.unlock(now, lock);
+                            self.releasing.insert(lock, Some(r));
+                        }
+                        // A dropped guard waits for nothing: release without asking for confirmations.
+                        None => {
+                            self.core.cancel(now, lock);
+                        }
+                    }
                 } else if let Some(r) = reply {
                     let _ = r.send(Released { confirmed: 0, grantors: 0 }); // already lost
                 }

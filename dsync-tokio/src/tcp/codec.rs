@@ -63,7 +63,7 @@ mod tests {
 
     #[test]
     fn frames_round_trip_and_partial_frames_wait_for_more_bytes() {
-        let msgs = [Message::Wake { ticket: 9 }, Message::Unlock { uid: 3, ticket: None }];
+        let msgs = [Message::Wake { ticket: 9 }, Message::Unlock { uid: 3, ticket: None, reply: false }];
         let mut buf = Vec::new();
         encode_frame(&msgs[0], &mut buf);
         let first = buf.len();
