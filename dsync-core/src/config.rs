@@ -11,9 +11,12 @@ pub struct Limits {
     pub max_resources_per_lock: usize,
     /// Bytes in one resource name.
     pub max_resource_len: usize,
-    /// Grants one locker holds at once; beyond it requests are denied `Overloaded`.
+    /// Grant entries one locker holds at once, counting one per resource a grant names; beyond it requests
+    /// are denied `Overloaded`. Half of it is held back in equal guaranteed shares of `max_grants / (2·nodes)`
+    /// per requesting node, so one node flooding requests cannot deny the others (the rest is shared).
     pub max_grants: usize,
-    /// Locks this node's application may have waiting to be acquired (MinIO rejects beyond 1000).
+    /// Locks this node's application may have waiting to be acquired (MinIO rejects beyond 1000). Lockers
+    /// also remember at most this many waiting locks per requesting node, so every node needs the same value.
     pub max_pending: usize,
     /// Holder queries and force-unlocks in flight at once.
     pub max_queries: usize,

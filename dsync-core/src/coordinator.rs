@@ -189,9 +189,12 @@ impl Coordinator {
         self.pending
     }
 
-    /// Every lock request any locker on this node sees advances the ticket clock.
+    /// Every lock request any locker on this node sees advances the ticket clock — but never past 2⁶³: a
+    /// peer's ticket of `u64::MAX` would otherwise overflow this node's next ticket (a panic with overflow
+    /// checks, a wrap to 0 without, after which its locks would outrank every waiter). No honest clock gets
+    /// near the cap, and it would take 2⁶³ local locks to overflow from there. (Found by fuzzing.)
     pub(crate) fn observe_ticket(&mut self, ticket: u64) {
-        self.lamport = self.lamport.max(ticket);
+        self.lamport = self.lamport.max(ticket.min(u64::MAX / 2));
     }
 
     // ----- commands -----

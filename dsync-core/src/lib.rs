@@ -76,6 +76,7 @@ mod coordinator;
 mod event;
 mod fencing;
 mod hash;
+mod invariants;
 mod locker;
 mod node;
 mod outbox;

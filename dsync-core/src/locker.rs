@@ -10,6 +10,11 @@
 //! same way, so after one split round all of them favour the same lock (MinIO's start-up herd), readers
 //! cannot starve a waiting writer, and an old waiter outranks newcomers (tickets are Lamport timestamps,
 //! so any request issued after a waiter's first attempt reached its node has a higher ticket).
+//!
+//! No one requesting node can fill the table or the waiter bookkeeping: see [`share`] for the per-origin
+//! budgets and why.
+
+mod share;
 
 use crate::config::{bugs, Config, Limits, Start};
 use crate::event::Counters;
@@ -19,9 +24,11 @@ use crate::outbox::Io;
 use crate::rng::mix64;
 use crate::time::{Duration, Instant};
 use crate::wire::{DenyReason, ForceTarget, LockMsg, Message, Mode, Outcome, WireEntry};
+use alloc::boxed::Box;
 use alloc::collections::BTreeSet;
 use alloc::string::String;
 use alloc::vec::Vec;
+use share::Shares;
 
 /// A grant is identified by the requesting node and the attempt's uid.
 pub(crate) type Key = (usize, u64);
@@ -31,7 +38,8 @@ struct Grant {
     mode: Mode,
     /// The lock's ticket, so freeing its resources never wakes the lock itself.
     ticket: u64,
-    resources: Vec<String>,
+    /// Boxed, not a `Vec`: a grant never grows, and every byte of this struct is paid per held lock.
+    resources: Box<[String]>,
     token: u64,
     granted_at: Instant,
     /// `Instant::MAX` when expiry is switched off (planted bug).
@@ -46,23 +54,55 @@ struct Reservation {
     until: Instant,
 }
 
+/// Upper bounds of a holder-query reply's encoding: per entry beyond its resource name (varints of at most
+/// 10 bytes for the name's length, uid, age and token, a byte each for mode and owner), and for the rest
+/// of the message (version, variant, qid, list length, flag).
+const ENTRY_OVERHEAD: usize = 42;
+const REPLY_OVERHEAD: usize = 32;
+
 /// Waiters remembered per resource; beyond this the worst-ranked is forgotten (it still retries on its own).
 const MAX_WAITERS: usize = 32;
 
 #[derive(Debug, Default)]
 struct Res {
     writer: Option<Key>,
-    readers: Vec<Key>,
     /// Highest write token granted on this resource (at least the fencing floor).
     mark: u64,
+    /// Readers and waiters, boxed and absent while there are none: most resources have one writer and
+    /// no contention, and this entry is paid once per held resource (see `examples/held.rs`).
+    crowd: Option<Box<Crowd>>,
+}
+
+#[derive(Debug, Default)]
+struct Crowd {
+    readers: Vec<Key>,
     /// Locks waiting for this resource, best-ranked first. The first live one holds the reservation; when
     /// the resource frees, it is woken (with the read waiters right behind it, which may share).
     waiters: Vec<Reservation>,
 }
 
 impl Res {
+    fn readers(&self) -> &[Key] {
+        self.crowd.as_deref().map_or(&[], |c| &c.readers)
+    }
+
+    fn waiters(&self) -> &[Reservation] {
+        self.crowd.as_deref().map_or(&[], |c| &c.waiters)
+    }
+
+    fn crowd(&mut self) -> &mut Crowd {
+        self.crowd.get_or_insert_with(Box::default)
+    }
+
+    /// Frees the crowd once it is empty.
+    fn tidy(&mut self) {
+        if self.crowd.as_ref().is_some_and(|c| c.readers.is_empty() && c.waiters.is_empty()) {
+            self.crowd = None;
+        }
+    }
+
     fn is_free(&self) -> bool {
-        self.writer.is_none() && self.readers.is_empty()
+        self.writer.is_none() && self.readers().is_empty()
     }
 
     fn conflicts(&self, mode: Mode) -> bool {
@@ -73,7 +113,7 @@ impl Res {
     }
 
     fn live_reservation(&self, now: Instant) -> Option<Reservation> {
-        self.waiters.iter().find(|r| r.until > now).copied()
+        self.waiters().iter().find(|r| r.until > now).copied()
     }
 
     fn has_waiters(&self, now: Instant) -> bool {
@@ -81,7 +121,10 @@ impl Res {
     }
 
     fn forget_waiter(&mut self, owner: usize, ticket: u64) {
-        self.waiters.retain(|w| (w.owner, w.ticket) != (owner, ticket));
+        if let Some(c) = self.crowd.as_mut() {
+            c.waiters.retain(|w| (w.owner, w.ticket) != (owner, ticket));
+        }
+        self.tidy();
     }
 }
 
@@ -104,6 +147,10 @@ pub(crate) struct Locker {
     expiry: BTreeSet<(Instant, Key)>,
     /// The resources each waiting lock has reserved, so finishing the lock clears them.
     reserved: Map<(usize, u64), (Vec<String>, Instant)>,
+    /// Per-origin budgets of grant entries and of `reserved`.
+    shares: Shares,
+    /// When expired entries of `reserved` may next be swept (sweeps are rate-limited: each is O(table)).
+    next_sweep: Instant,
     fencing: Fencing,
     quarantine_until: Instant,
 }
@@ -123,6 +170,8 @@ impl Locker {
             res: new_map(seed.rotate_left(1)),
             expiry: BTreeSet::new(),
             reserved: new_map(seed.rotate_left(2)),
+            shares: Shares::new(cfg.nodes, cfg.limits.max_grants, cfg.limits.max_pending),
+            next_sweep: now,
             fencing: Fencing::new(cfg, start),
             quarantine_until,
         }
@@ -171,7 +220,7 @@ impl Locker {
         match resource {
             Some(r) => {
                 if let Some(st) = self.res.get(r) {
-                    for key in st.writer.iter().chain(st.readers.iter()) {
+                    for key in st.writer.iter().chain(st.readers().iter()) {
                         if let Some(g) = self.grants.get(key) {
                             out.push(entry(r, key, g));
                         }
@@ -197,7 +246,7 @@ impl Locker {
     pub(crate) fn handle_lock(&mut self, now: Instant, from: usize, m: LockMsg, io: &mut Io) {
         let key = (from, m.uid);
         let (outcome, mark) = if let Some(g) = self.grants.get(&key) {
-            if g.mode == m.mode && g.resources == m.resources {
+            if g.mode == m.mode && *g.resources == *m.resources {
                 (Outcome::Granted, g.token) // a duplicate of a request already granted
             } else {
                 // The same uid for another request: a peer reusing uids (restarted with the same seed).
@@ -259,7 +308,18 @@ impl Locker {
     }
 
     pub(crate) fn handle_query(&mut self, now: Instant, from: usize, qid: u64, resource: Option<String>, io: &mut Io) {
-        let (entries, truncated) = self.entries(now, resource.as_deref(), self.limits.max_query_entries);
+        let (mut entries, mut truncated) = self.entries(now, resource.as_deref(), self.limits.max_query_entries);
+        // The reply must fit one message: the asker's decoder refuses a longer one (over TCP, as a protocol
+        // violation that drops the connection), and 10 000 entries of 1 KiB names would not fit 4 MiB.
+        let budget = self.limits.max_message_size.saturating_sub(REPLY_OVERHEAD);
+        let mut used = 0;
+        if let Some(cut) = entries.iter().position(|e| {
+            used += e.resource.len() + ENTRY_OVERHEAD;
+            used > budget
+        }) {
+            entries.truncate(cut);
+            truncated = true;
+        }
         io.send(from, Message::QueryReply { qid, entries, truncated });
     }
 
@@ -268,7 +328,7 @@ impl Locker {
             ForceTarget::Resource(r) => self
                 .res
                 .get(r)
-                .map(|st| st.writer.iter().chain(st.readers.iter()).copied().collect())
+                .map(|st| st.writer.iter().chain(st.readers().iter()).copied().collect())
                 .unwrap_or_default(),
             ForceTarget::Uid { owner, uid } => alloc::vec![(usize::from(*owner), *uid)],
         };
@@ -318,7 +378,7 @@ impl Locker {
         if !self.serving(now) {
             return Err((DenyReason::Quarantined, 0));
         }
-        if self.grants.len() >= self.limits.max_grants {
+        if !self.shares.admits(from, m.resources.len()) {
             return Err((DenyReason::Overloaded, 0));
         }
         let prio = priority(from, m.ticket);
@@ -370,21 +430,24 @@ impl Locker {
                     st.writer = Some(key);
                     st.mark = st.mark.max(token);
                 }
-                Mode::Read => st.readers.push(key),
+                Mode::Read => st.crowd().readers.push(key),
             }
             st.forget_waiter(key.0, m.ticket);
         }
         if m.mode == Mode::Write {
             self.fencing.record(token);
         }
-        self.reserved.remove(&(key.0, m.ticket));
+        self.forget_reserved(key.0, m.ticket);
+        self.shares.take(key.0, m.resources.len());
         let expires = if self.expire_grants { now + self.hold } else { Instant::MAX };
         if expires != Instant::MAX {
             self.expiry.insert((expires, key));
         }
         let ticket = m.ticket;
-        self.grants
-            .insert(key, Grant { mode: m.mode, ticket, resources: m.resources, token, granted_at: now, expires });
+        self.grants.insert(
+            key,
+            Grant { mode: m.mode, ticket, resources: m.resources.into(), token, granted_at: now, expires },
+        );
         if self.res.len() > self.limits.max_grants {
             self.forget_idle(now);
         }
@@ -393,28 +456,58 @@ impl Locker {
     /// Queues a denied request's lock as a waiter on its resources, in rank order (refreshing its entry).
     fn reserve(&mut self, now: Instant, from: usize, m: &LockMsg, prio: (u64, u64)) {
         let until = now + self.reservation_ttl;
+        let known = self.reserved.contains_key(&(from, m.ticket));
+        if !known && !self.shares.may_wait(from) {
+            self.sweep_reserved(now);
+            if !self.shares.may_wait(from) {
+                return; // more waiting locks than a well-behaved node has: denied, not remembered
+            }
+        }
         let mut claimed = Vec::new();
         for r in &m.resources {
             let Some(st) = self.res.get_mut(r.as_str()) else { continue };
-            st.waiters.retain(|w| w.until > now && (w.owner, w.ticket) != (from, m.ticket));
-            let at = st.waiters.partition_point(|w| priority(w.owner, w.ticket) < prio);
+            let waiters = &mut st.crowd().waiters;
+            waiters.retain(|w| w.until > now && (w.owner, w.ticket) != (from, m.ticket));
+            let at = waiters.partition_point(|w| priority(w.owner, w.ticket) < prio);
             if at < MAX_WAITERS {
-                st.waiters.insert(at, Reservation { owner: from, ticket: m.ticket, mode: m.mode, until });
-                st.waiters.truncate(MAX_WAITERS);
+                waiters.insert(at, Reservation { owner: from, ticket: m.ticket, mode: m.mode, until });
+                waiters.truncate(MAX_WAITERS);
                 claimed.push(r.clone());
             }
+            st.tidy();
         }
-        if !claimed.is_empty() {
-            if self.reserved.len() >= self.limits.max_pending.saturating_mul(crate::quorum::MAX_NODES) {
-                self.reserved.retain(|_, (_, until)| *until > now);
+        if !claimed.is_empty() && self.reserved.insert((from, m.ticket), (claimed, until)).is_none() {
+            self.shares.waiter_added(from);
+        }
+    }
+
+    /// Removes one lock's entry from `reserved`, keeping the per-origin count; returns its resources.
+    fn forget_reserved(&mut self, owner: usize, ticket: u64) -> Option<Vec<String>> {
+        let (resources, _) = self.reserved.remove(&(owner, ticket))?;
+        self.shares.waiter_removed(owner);
+        Some(resources)
+    }
+
+    /// Drops expired entries of `reserved`, at most once per quarter of their lifetime, so an origin at its
+    /// budget that keeps asking costs O(1) per request, not a scan each time.
+    fn sweep_reserved(&mut self, now: Instant) {
+        if now < self.next_sweep {
+            return;
+        }
+        self.next_sweep = now + self.reservation_ttl / 4;
+        let shares = &mut self.shares;
+        self.reserved.retain(|(owner, _), (_, until)| {
+            let keep = *until > now;
+            if !keep {
+                shares.waiter_removed(*owner);
             }
-            self.reserved.insert((from, m.ticket), (claimed, until));
-        }
+            keep
+        });
     }
 
     /// A lock is finished (released, cancelled, failed or lost): its reservations go.
     fn clear_reservations(&mut self, owner: usize, ticket: u64) -> Vec<String> {
-        let Some((resources, _)) = self.reserved.remove(&(owner, ticket)) else { return Vec::new() };
+        let Some(resources) = self.forget_reserved(owner, ticket) else { return Vec::new() };
         for r in &resources {
             if let Some(st) = self.res.get_mut(r.as_str()) {
                 st.forget_waiter(owner, ticket);
@@ -452,6 +545,7 @@ impl Locker {
     /// Returns whether the grant existed.
     fn remove(&mut self, key: Key, now: Instant, io: &mut Io, finished: bool) -> bool {
         let Some(g) = self.grants.remove(&key) else { return false };
+        self.shares.give_back(key.0, g.resources.len());
         if g.expires != Instant::MAX {
             self.expiry.remove(&(g.expires, key));
         }
@@ -463,12 +557,18 @@ impl Locker {
                         st.writer = None;
                     }
                 }
-                Mode::Read => st.readers.retain(|k| *k != key),
+                Mode::Read => {
+                    if let Some(c) = st.crowd.as_mut() {
+                        c.readers.retain(|k| *k != key);
+                    }
+                    st.tidy();
+                }
             }
             if st.is_free() {
                 // Wake the best waiter; if it only reads, the readers queued right behind it may share.
                 // Not the lock whose grant this was: it released it itself (a failed attempt) and retries on its own.
-                let mut live = st.waiters.iter().filter(|w| w.until > now && (w.owner, w.ticket) != (key.0, g.ticket));
+                let mut live =
+                    st.waiters().iter().filter(|w| w.until > now && (w.owner, w.ticket) != (key.0, g.ticket));
                 let released = priority(key.0, g.ticket);
                 if let Some(first) = live.next().filter(|w| finished || priority(w.owner, w.ticket) < released) {
                     io.send(first.owner, Message::Wake { ticket: first.ticket });

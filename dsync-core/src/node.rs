@@ -101,6 +101,13 @@ impl Node {
         self.coord.pending_count()
     }
 
+    /// Checks this node's local invariants (no conflicting grants, outputs address real peers, ...);
+    /// the error names the first broken one. For fuzzers and tests; costs `O(grants · resources)`.
+    #[doc(hidden)]
+    pub fn check_invariants(&self) -> Result<(), String> {
+        crate::invariants::check(&self.cfg, self.now, &self.locker, &self.coord, &self.io)
+    }
+
     // ----- handle_* -----
 
     /// A message from node `from`, already authenticated by the transport. Messages from unknown
