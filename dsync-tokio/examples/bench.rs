@@ -3,13 +3,19 @@
 //!
 //! ```text
 //! cargo run --release -p dsync-tokio --example bench -- --nodes 4 --loops 5 --seconds 10
-//!     [--hot] [--processes] [--rate LOCKS_PER_SEC] [--warmup S]
+//!     [--hot] [--processes] [--rate LOCKS_PER_SEC] [--warmup S] [--transport tcp|quic]
 //! ```
+//! `--transport quic` runs the nodes over QUIC with mutual TLS; their certificates come from a development CA
+//! (dsync-quic's `dev` module, not for production) written as PEM files to a temporary directory, which every
+//! node (thread or `--processes` child) loads like a real deployment would.
 //! Reports total locks/s, p50/p99 acquire latency, CPU seconds per 1,000 locks (all processes), and with
 //! `--hot` the hand-off latency (release → next holder acquired) and the longest wait. `--rate` paces the
 //! loops to a total target rate (to read latency at a given load). `--processes` runs each node in its own OS
-//! process. The last line is `nodes=<n> locks_per_sec=<x> p50_us=<y> p99_us=<z>`.
+//! process. The last line is `nodes=<n> locks_per_sec=<x> p50_us=<y> p99_us=<z>`. `--latency-out PATH`
+//! writes the acquire (`lat`) and hand-off (`hand`) latencies as `<kind> <ns> <count>` lines, each value cut to
+//! three significant digits, and `maxwait <ns>` (read by the `compare` example for its CDF plots).
 
+use dsync_quic::QuicNodeBuilder;
 use dsync_tokio::{Node, NodeBuilder};
 use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -26,8 +32,14 @@ struct Opts {
     processes: bool,
     shared_runtime: bool,
     rate: Option<f64>,
+    latency_out: Option<std::path::PathBuf>,
     child: Option<(usize, Vec<SocketAddr>)>,
+    /// With `--transport quic`: the directory of the cluster's PEM files (children get it as `--quic-certs`).
+    quic_certs: Option<std::path::PathBuf>,
 }
+
+/// `Opts::quic_certs`, for `start`.
+static QUIC_CERTS: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
 
 fn opts() -> Result<Opts, String> {
     let mut o = Opts {
@@ -39,8 +51,11 @@ fn opts() -> Result<Opts, String> {
         processes: false,
         shared_runtime: false,
         rate: None,
+        latency_out: None,
         child: None,
+        quic_certs: None,
     };
+    let mut quic = false;
     let mut args = std::env::args().skip(1);
     let mut child_id = None;
     let mut peers = Vec::new();
@@ -52,6 +67,7 @@ fn opts() -> Result<Opts, String> {
             "--seconds" => o.seconds = v()?.parse().map_err(|_| "--seconds takes a number")?,
             "--warmup" => o.warmup = v()?.parse().map_err(|_| "--warmup takes a number")?,
             "--rate" => o.rate = Some(v()?.parse().map_err(|_| "--rate takes locks per second")?),
+            "--latency-out" => o.latency_out = Some(v()?.into()),
             "--hot" => o.hot = true,
             "--processes" => o.processes = true,
             "--shared-runtime" => o.shared_runtime = true,
@@ -60,12 +76,12 @@ fn opts() -> Result<Opts, String> {
                 peers =
                     v()?.split(',').map(|p| p.parse().map_err(|_| format!("bad peer {p}"))).collect::<Result<_, _>>()?
             }
-            "--transport" => {
-                let t = v()?;
-                if t != "tcp" {
-                    return Err(format!("--transport {t}: this build has tcp only"));
-                }
-            }
+            "--transport" => match v()?.as_str() {
+                "tcp" => quic = false,
+                "quic" => quic = true,
+                t => return Err(format!("--transport {t}: expected tcp or quic")),
+            },
+            "--quic-certs" => o.quic_certs = Some(v()?.into()),
             "--bench" => {} // passed by `cargo bench`-style runners
             other => return Err(format!("unknown flag {other}")),
         }
@@ -76,7 +92,27 @@ fn opts() -> Result<Opts, String> {
     if let Some(id) = child_id {
         o.child = Some((id, peers));
     }
+    if quic && o.quic_certs.is_none() {
+        o.quic_certs = Some(dev_certs(o.nodes)?);
+    }
+    if let Some(dir) = &o.quic_certs {
+        let _ = QUIC_CERTS.set(dir.clone());
+    }
     Ok(o)
+}
+
+/// A development CA and node certificates as PEM files (not for production: see dsync-quic's `dev`).
+fn dev_certs(nodes: usize) -> Result<std::path::PathBuf, String> {
+    let dir = std::env::temp_dir().join(format!("dsync-bench-certs-{}", std::process::id()));
+    let ca = dsync_quic::dev::DevCa::new("dsync").map_err(|e| e.to_string())?;
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    std::fs::write(dir.join("ca.pem"), ca.cert_pem()).map_err(|e| e.to_string())?;
+    for i in 0..nodes {
+        let (cert, key) = ca.node_pem(i).map_err(|e| e.to_string())?;
+        std::fs::write(dir.join(format!("node-{i}.pem")), cert).map_err(|e| e.to_string())?;
+        std::fs::write(dir.join(format!("node-{i}.key")), key).map_err(|e| e.to_string())?;
+    }
+    Ok(dir)
 }
 
 /// What one node's loops measured.
@@ -138,6 +174,17 @@ fn main() {
 
 async fn start(peers: &[SocketAddr], id: usize, listener: Option<TcpListener>) -> Node {
     let mut b = NodeBuilder::new(peers.to_vec(), id).secret("bench");
+    if let Some(dir) = QUIC_CERTS.get() {
+        // QUIC binds UDP on the port the OS picked for the TCP listener (a separate port space).
+        drop(listener);
+        let id = dsync_quic::NodeIdentity::from_pem_files(
+            dir.join("ca.pem"),
+            dir.join(format!("node-{id}.pem")),
+            dir.join(format!("node-{id}.key")),
+        )
+        .expect("node certificate");
+        return b.start_quic(id, None).expect("node starts");
+    }
     if let Some(l) = listener {
         b = b.listener(l);
     }
@@ -161,6 +208,10 @@ async fn ready(node: &Node) {
     }
 }
 
+/// The last release by any loop in this process, ns since the epoch: a hand-off is timed from the previous
+/// holder's release whichever node held it (with `--processes`, only this node's own releases are seen).
+static LAST_RELEASE: AtomicU64 = AtomicU64::new(0);
+
 async fn run_loops(
     node: Node,
     o: &Opts,
@@ -169,13 +220,12 @@ async fn run_loops(
     stop: Arc<AtomicBool>,
     epoch: Instant,
 ) {
-    let last_release = Arc::new(AtomicU64::new(0));
+    let last_release: &'static AtomicU64 = &LAST_RELEASE;
     let mut tasks = Vec::new();
     for l in 0..o.loops {
         let name = if o.hot { "hot".to_string() } else { format!("node{}-loop{l}", node.id()) };
         let m = node.mutex([name]);
-        let (tally, measuring, stop, last_release) =
-            (tally.clone(), measuring.clone(), stop.clone(), last_release.clone());
+        let (tally, measuring, stop) = (tally.clone(), measuring.clone(), stop.clone());
         let pace = o.rate.map(|r| Duration::from_secs_f64((o.nodes * o.loops) as f64 / r));
         tasks.push(tokio::spawn(async move {
             let mut next = Instant::now();
@@ -248,7 +298,37 @@ async fn parent(o: Opts) {
             max_wait / 1000
         );
     }
+    if let Some(path) = &o.latency_out {
+        if let Err(e) = write_latencies(path, &lat, &hand, max_wait) {
+            eprintln!("bench: --latency-out {}: {e}", path.display());
+        }
+    }
     println!("nodes={} locks_per_sec={:.0} p50_us={} p99_us={}", o.nodes, rate, pct(&lat, 0.5), pct(&lat, 0.99));
+    if let Some(dir) = &o.quic_certs {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
+
+/// Writes sorted latency samples as a histogram with three significant digits (≤ 1 % error): small enough for
+/// millions of samples, exact enough for a CDF.
+fn write_latencies(path: &std::path::Path, lat: &[u64], hand: &[u64], max_wait: u64) -> std::io::Result<()> {
+    use std::io::Write;
+    let cut = |mut v: u64| {
+        let mut scale = 1;
+        while v >= 1000 {
+            v /= 10;
+            scale *= 10;
+        }
+        v * scale
+    };
+    let mut f = std::io::BufWriter::new(std::fs::File::create(path)?);
+    for (kind, sorted) in [("lat", lat), ("hand", hand)] {
+        for run in sorted.chunk_by(|a, b| cut(*a) == cut(*b)) {
+            writeln!(f, "{kind} {} {}", cut(run[0]), run.len())?;
+        }
+    }
+    writeln!(f, "maxwait {max_wait}")?;
+    f.flush()
 }
 
 type Outcome = (u64, Vec<u64>, Vec<u64>, u64, f64, f64);
@@ -338,6 +418,9 @@ async fn processes(o: &Opts, peers: &[SocketAddr]) -> Outcome {
         }
         if let Some(r) = o.rate {
             cmd.args(["--rate", &r.to_string()]);
+        }
+        if let Some(dir) = &o.quic_certs {
+            cmd.args(["--transport".as_ref(), "quic".as_ref(), "--quic-certs".as_ref(), dir.as_os_str()]);
         }
         children.push(cmd.spawn().expect("child starts"));
     }

@@ -1,18 +1,24 @@
-//! A 5-node dsync cluster in one process on loopback TCP, under a contended workload.
+//! A 5-node dsync cluster in one process on loopback (TCP, or QUIC with mutual TLS), under a contended
+//! workload.
 //!
 //! Every node runs several workers that take read and write locks on a few hot resources and, while
 //! holding a write lock, update a fenced counter that rejects stale fencing tokens and notices overlapping
 //! holders. Midway one node crashes (nothing released; its peers see the connection drop) and restarts
 //! from its state directory: it rejoins by itself and serves again after its restart quarantine.
 //!
-//! `cargo run --release -p dsync-tokio --example cluster [-- --seconds 10 --nodes 5 --workers 4]`
+//! `cargo run --release -p dsync-tokio --example cluster [-- --seconds 10 --nodes 5 --workers 4 --transport tcp|quic]`
+//!
+//! With `--transport quic` every node gets a certificate from a development CA made at start (dsync-quic's
+//! `dev` module: not for production; real deployments load PEM files).
 //!
 //! The last line is `violations=0` when no two conflicting holders overlapped and no stale token was
 //! accepted; the process exits non-zero otherwise.
 
+use dsync_quic::dev::DevCa;
+use dsync_quic::QuicNodeBuilder;
 use dsync_tokio::{LockError, Node, NodeBuilder};
 use std::collections::HashMap;
-use std::net::{SocketAddr, TcpListener};
+use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -75,6 +81,49 @@ struct Stats {
     latencies_us: Mutex<Vec<u64>>,
 }
 
+/// The transport the nodes use.
+enum Net {
+    Tcp,
+    /// QUIC, with the cluster's development CA.
+    Quic(Box<DevCa>),
+}
+
+/// A socket bound before the node starts, so the OS chooses the port.
+enum Bound {
+    Tcp(TcpListener),
+    Udp(UdpSocket),
+}
+
+impl Net {
+    fn from_args() -> Net {
+        let args: Vec<String> = std::env::args().collect();
+        match args.iter().position(|a| a == "--transport").and_then(|i| args.get(i + 1)).map(String::as_str) {
+            None | Some("tcp") => Net::Tcp,
+            Some("quic") => Net::Quic(Box::new(DevCa::new("dsync").expect("development CA"))),
+            Some(other) => {
+                eprintln!("--transport {other}: expected tcp or quic");
+                std::process::exit(2);
+            }
+        }
+    }
+
+    fn bind(&self) -> Bound {
+        match self {
+            Net::Tcp => Bound::Tcp(TcpListener::bind("127.0.0.1:0").unwrap()),
+            Net::Quic(_) => Bound::Udp(UdpSocket::bind("127.0.0.1:0").unwrap()),
+        }
+    }
+}
+
+impl Bound {
+    fn addr(&self) -> SocketAddr {
+        match self {
+            Bound::Tcp(l) => l.local_addr().unwrap(),
+            Bound::Udp(s) => s.local_addr().unwrap(),
+        }
+    }
+}
+
 fn arg(name: &str, default: u64) -> u64 {
     let args: Vec<String> = std::env::args().collect();
     args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(default)
@@ -86,15 +135,17 @@ async fn main() {
     let seconds = arg("--seconds", 10);
     let n = arg("--nodes", 5) as usize;
     let workers = arg("--workers", 4);
-    let listeners: Vec<TcpListener> = (0..n).map(|_| TcpListener::bind("127.0.0.1:0").unwrap()).collect();
-    let addrs: Vec<SocketAddr> = listeners.iter().map(|l| l.local_addr().unwrap()).collect();
+    let net = Net::from_args();
+    let listeners: Vec<Bound> = (0..n).map(|_| net.bind()).collect();
+    let addrs: Vec<SocketAddr> = listeners.iter().map(Bound::addr).collect();
     let state = std::env::temp_dir().join(format!("dsync-cluster-example-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&state);
     let mut nodes = Vec::new();
     for (i, l) in listeners.into_iter().enumerate() {
-        nodes.push(start(&addrs, i, Some(l), &state).await);
+        nodes.push(start(&net, &addrs, i, Some(l), &state).await);
     }
-    println!("started {n} nodes on {}", addrs.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(", "));
+    let kind = if matches!(net, Net::Tcp) { "tcp" } else { "quic" };
+    println!("started {n} nodes ({kind}) on {}", addrs.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(", "));
     let counter = Arc::new(FencedCounter::default());
     let stats = Arc::new(Stats::default());
     let stop = Arc::new(AtomicBool::new(false));
@@ -119,7 +170,7 @@ async fn main() {
             println!("t={t:>4.1}s node {victim} crashed (nothing released)");
             crashed = true;
         } else if crashed && !restarted && t >= seconds as f64 * 0.45 {
-            let node = start(&addrs, victim, None, &state).await;
+            let node = start(&net, &addrs, victim, None, &state).await;
             nodes.lock().unwrap()[victim] = node;
             println!("t={t:>4.1}s node {victim} restarted from its state directory (quarantined, then rejoins)");
             restarted = true;
@@ -163,18 +214,41 @@ async fn main() {
     std::process::exit(i32::from(violations > 0));
 }
 
-async fn start(addrs: &[SocketAddr], i: usize, listener: Option<TcpListener>, state: &std::path::Path) -> Node {
+async fn start(net: &Net, addrs: &[SocketAddr], i: usize, bound: Option<Bound>, state: &std::path::Path) -> Node {
     let mut b = NodeBuilder::new(addrs.to_vec(), i).secret(SECRET).state_dir(state).configure(|c| {
         c.lease = Duration::from_secs(3);
         c.refresh_interval = Duration::from_secs(1);
         c.attempt_timeout = Duration::from_millis(500);
         c.backoff_max = Duration::from_millis(100);
     });
-    b = match listener {
-        Some(l) => b.listener(l),
-        None => b, // a restart binds the same address again
-    };
-    b.start_tcp().await.expect("node starts")
+    // A restart (`bound` is None) binds the same address again.
+    match net {
+        Net::Tcp => {
+            if let Some(Bound::Tcp(l)) = bound {
+                b = b.listener(l);
+            }
+            b.start_tcp().await.expect("node starts")
+        }
+        Net::Quic(ca) => {
+            let id = ca.node_identity(i).expect("node certificate");
+            let socket = match bound {
+                Some(Bound::Udp(s)) => s,
+                _ => rebind(addrs[i]).await,
+            };
+            b.start_quic(id, Some(socket)).expect("node starts")
+        }
+    }
+}
+
+/// The crashed node's UDP socket closes once its endpoint has wound down; wait for the address.
+async fn rebind(addr: SocketAddr) -> UdpSocket {
+    for _ in 0..250 {
+        if let Ok(s) = UdpSocket::bind(addr) {
+            return s;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("{addr} stayed in use after the crash");
 }
 
 async fn worker(

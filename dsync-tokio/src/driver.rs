@@ -7,12 +7,14 @@
 //! the waiting handles — and re-arm the one timer.
 
 use crate::error::LockError;
+use crate::handles::{CoreAction, Handles, LockReply, ReleaseReply};
+use crate::handoff::LostRx;
 use crate::transport::{Transport, TransportEvent};
 use dsync_core::{Counters, Event, ForceTarget, HolderEntry, Instant, LockId, Mode, Node as Core, NodeSet, QueryId};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Duration;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
 /// What handles ask of the driver.
@@ -22,12 +24,12 @@ pub(crate) enum Command {
         mode: Mode,
         resources: Vec<String>,
         timeout: Option<Duration>,
-        reply: oneshot::Sender<Result<Grant, LockError>>,
+        reply: LockReply,
     },
     /// A guard was released (explicitly, with a reply, or by drop) or its grant was never taken.
     Release {
         lock: LockId,
-        reply: Option<oneshot::Sender<Released>>,
+        reply: Option<ReleaseReply>,
     },
     /// A `lock()` future was dropped before it completed.
     Abandon {
@@ -76,7 +78,7 @@ pub(crate) struct Grant {
     pub(crate) token: u64,
     pub(crate) grantors: NodeSet,
     pub(crate) mode: Mode,
-    pub(crate) lost: watch::Receiver<bool>,
+    pub(crate) lost: LostRx,
 }
 
 /// The outcome of an explicit release.
@@ -88,8 +90,6 @@ pub struct Released {
     pub grantors: usize,
 }
 
-/// Where an acquisition's outcome goes.
-pub(crate) type LockReply = oneshot::Sender<Result<Grant, LockError>>;
 /// A shutdown in progress: who to tell, and until when to wait for release confirmations.
 type Stopping = Option<(oneshot::Sender<()>, tokio::time::Instant)>;
 
@@ -99,12 +99,8 @@ pub(crate) struct Driver<T: Transport> {
     pub(crate) origin: tokio::time::Instant,
     pub(crate) commands: mpsc::Receiver<Command>,
     pub(crate) control: mpsc::UnboundedReceiver<Command>,
-    pub(crate) control_tx: mpsc::UnboundedSender<Command>,
     pub(crate) floor_file: Option<PathBuf>,
-    pub(crate) waiting: HashMap<LockId, (u64, Mode, LockReply)>,
-    pub(crate) by_req: HashMap<u64, LockId>,
-    pub(crate) held: HashMap<LockId, watch::Sender<bool>>,
-    pub(crate) releasing: HashMap<LockId, Option<oneshot::Sender<Released>>>,
+    pub(crate) handles: Handles,
     pub(crate) holder_queries: HashMap<QueryId, oneshot::Sender<Vec<HolderEntry>>>,
     pub(crate) force_queries: HashMap<QueryId, oneshot::Sender<usize>>,
 }
@@ -112,6 +108,19 @@ pub(crate) struct Driver<T: Transport> {
 impl<T: Transport> Driver<T> {
     fn now(&self) -> Instant {
         Instant::from_nanos(self.origin.elapsed().as_nanos() as u64)
+    }
+
+    /// Hands a lock back to the core as the bookkeeping asked.
+    fn apply(&mut self, now: Instant, action: CoreAction) {
+        match action {
+            CoreAction::None => {}
+            CoreAction::Unlock(lock) => {
+                self.core.unlock(now, lock);
+            }
+            CoreAction::Cancel(lock) => {
+                self.core.cancel(now, lock);
+            }
+        }
     }
 
     fn deadline(&self) -> Option<tokio::time::Instant> {
@@ -191,18 +200,13 @@ impl<T: Transport> Driver<T> {
             }
             self.drain(&floor_tx);
             if let Some((_, until)) = &shutdown {
-                if self.releasing.is_empty() || tokio::time::Instant::now() >= *until {
+                if !self.handles.releasing() || tokio::time::Instant::now() >= *until {
                     break;
                 }
             }
         }
         self.transport.shutdown().await;
-        for (_, (_, _, reply)) in self.waiting.drain() {
-            let _ = reply.send(Err(LockError::ShutDown));
-        }
-        for (_, lost) in self.held.drain() {
-            let _ = lost.send(true);
-        }
+        self.handles.stopped();
         if let Some((reply, _)) = shutdown {
             let _ = reply.send(());
         }
@@ -239,12 +243,14 @@ impl<T: Transport> Driver<T> {
                     let _ = reply.send(Err(LockError::ShutDown));
                     return;
                 }
+                if reply.is_closed() {
+                    return; // the caller gave up while the request was queued (its Abandon may have overtaken it)
+                }
                 let deadline = timeout.map(|d| now + d);
                 match self.core.lock(now, mode, resources, deadline) {
                     Ok(lock) => {
                         debug!(node = self.core.id(), ?lock, ?mode, "acquiring");
-                        self.waiting.insert(lock, (req, mode, reply));
-                        self.by_req.insert(req, lock);
+                        self.handles.started(lock, req, mode, reply);
                     }
                     Err(e) => {
                         let _ = reply.send(Err(e.into()));
@@ -252,28 +258,15 @@ impl<T: Transport> Driver<T> {
                 }
             }
             Command::Release { lock, reply } => {
-                if self.held.remove(&lock).is_some() {
-                    match reply {
-                        // An explicit release waits for every grantor's confirmation.
-                        Some(r) => {
-                            self.core.unlock(now, lock);
-                            self.releasing.insert(lock, Some(r));
-                        }
-                        // A dropped guard waits for nothing: release without asking for confirmations.
-                        None => {
-                            self.core.cancel(now, lock);
-                        }
-                    }
-                } else if let Some(r) = reply {
-                    let _ = r.send(Released { confirmed: 0, grantors: 0 }); // already lost
-                }
+                let action = self.handles.release(lock, reply);
+                self.apply(now, action);
             }
             Command::Abandon { req } => {
-                if let Some(lock) = self.by_req.remove(&req) {
-                    self.waiting.remove(&lock);
-                    self.core.cancel(now, lock);
-                    debug!(node = self.core.id(), ?lock, "acquisition abandoned by its caller");
+                let action = self.handles.abandoned(req);
+                if action != CoreAction::None {
+                    debug!(node = self.core.id(), ?action, "acquisition abandoned by its caller");
                 }
+                self.apply(now, action);
             }
             Command::Holders { resource, reply } => match self.core.query_holders(now, resource) {
                 Ok(q) => {
@@ -299,20 +292,10 @@ impl<T: Transport> Driver<T> {
     fn begin_shutdown(&mut self, reply: Option<oneshot::Sender<()>>, shutdown: &mut Stopping) {
         let now = self.now();
         if shutdown.is_none() {
-            info!(node = self.core.id(), held = self.held.len(), "shutting down: releasing held locks");
-            let held: Vec<LockId> = self.held.keys().copied().collect();
-            for lock in held {
-                if let Some(lost) = self.held.remove(&lock) {
-                    let _ = lost.send(true);
-                }
-                self.core.unlock(now, lock);
-                self.releasing.insert(lock, None);
+            info!(node = self.core.id(), held = self.handles.held(), "shutting down: releasing held locks");
+            for action in self.handles.shut_down() {
+                self.apply(now, action);
             }
-            for (lock, (_, _, r)) in self.waiting.drain() {
-                self.core.cancel(now, lock);
-                let _ = r.send(Err(LockError::ShutDown));
-            }
-            self.by_req.clear();
             let until = tokio::time::Instant::now() + self.core.config().query_timeout;
             let (tx, _) = oneshot::channel();
             *shutdown = Some((reply.unwrap_or(tx), until));
@@ -344,36 +327,22 @@ impl<T: Transport> Driver<T> {
     fn on_event(&mut self, event: Event, floor_tx: &mpsc::UnboundedSender<u64>) {
         match event {
             Event::Acquired { lock, token, grantors, .. } => {
-                let Some((req, mode, reply)) = self.waiting.remove(&lock) else {
-                    self.core.unlock(self.now(), lock);
-                    return;
-                };
-                self.by_req.remove(&req);
-                let (lost_tx, lost) = watch::channel(false);
-                let releaser = Releaser { control: self.control_tx.clone(), lock, armed: true };
                 debug!(node = self.core.id(), ?lock, token, "acquired");
-                self.held.insert(lock, lost_tx);
-                // If the caller is gone, the grant comes back and dropping it queues the release.
-                let _ = reply.send(Ok(Grant { releaser, token, grantors, mode, lost }));
+                let action = self.handles.acquired(lock, token, grantors);
+                let now = self.now();
+                self.apply(now, action);
             }
             Event::Failed { lock, reason } => {
-                if let Some((req, _, reply)) = self.waiting.remove(&lock) {
-                    self.by_req.remove(&req);
-                    debug!(node = self.core.id(), ?lock, %reason, "acquisition failed");
-                    let _ = reply.send(Err(reason.into()));
-                }
+                debug!(node = self.core.id(), ?lock, %reason, "acquisition failed");
+                self.handles.failed(lock, reason.into());
             }
             Event::Lost { lock } => {
                 warn!(node = self.core.id(), ?lock, "lock lost: its holder must stop using the resource");
-                if let Some(lost) = self.held.remove(&lock) {
-                    let _ = lost.send(true);
-                }
+                self.handles.lost(lock);
             }
             Event::Released { lock, confirmed, grantors } => {
                 debug!(node = self.core.id(), ?lock, confirmed, grantors, "released");
-                if let Some(Some(reply)) = self.releasing.remove(&lock) {
-                    let _ = reply.send(Released { confirmed, grantors });
-                }
+                self.handles.released(lock, confirmed, grantors);
             }
             Event::Holders { query, entries, .. } => {
                 if let Some(reply) = self.holder_queries.remove(&query) {

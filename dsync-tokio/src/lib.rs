@@ -25,9 +25,15 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod conn;
 mod driver;
 mod error;
+mod handles;
+mod handoff;
+mod inbound;
 mod lock;
+#[cfg(all(test, dsync_loom))]
+mod loom_models;
 mod node;
 pub mod tcp;
 mod transport;
@@ -36,6 +42,7 @@ pub use driver::Released;
 pub use dsync_core as core;
 pub use dsync_core::{ForceTarget, HolderEntry, Mode, Start};
 pub use error::{LockError, StartError};
+pub use inbound::Inbound;
 pub use lock::{Guard, Mutex, RwLock};
 pub use node::{Node, NodeBuilder};
 pub use transport::{Transport, TransportEvent};

@@ -2,12 +2,12 @@
 
 use crate::driver::{Command, Grant, Released};
 use crate::error::LockError;
+use crate::handoff::{reply, ReplyRx};
 use crate::node::Shared;
 use dsync_core::{Mode, NodeSet};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{oneshot, watch};
 
 /// A distributed mutual-exclusion lock over one or more resources, like `tokio::sync::Mutex`.
 #[derive(Clone, Debug)]
@@ -75,16 +75,21 @@ impl RwLock {
     }
 }
 
-/// Sends `Abandon` if the `lock()` future is dropped before its answer arrives (cancellation safety).
-struct AbandonOnDrop<'a> {
+/// The `lock()` call's end of its request. If the future is dropped before the answer arrives, it stops
+/// waiting *first* and then tells the driver `Abandon`: so whenever the driver sees the abandon (even before
+/// the request it overtook on the way), it also sees the reply closed and starts nothing. A grant already on
+/// its way comes back to the driver or is dropped with the reply, and either way is released.
+struct Pending<'a> {
     shared: &'a Shared,
     req: u64,
+    answer: ReplyRx<Result<Grant, LockError>>,
     armed: bool,
 }
 
-impl Drop for AbandonOnDrop<'_> {
+impl Drop for Pending<'_> {
     fn drop(&mut self) {
         if self.armed {
+            self.answer.close();
             let _ = self.shared.control.send(Command::Abandon { req: self.req });
         }
     }
@@ -97,12 +102,13 @@ async fn acquire(
     timeout: Option<Duration>,
 ) -> Result<Guard, LockError> {
     let req = shared.next_req.fetch_add(1, Ordering::Relaxed);
-    let (reply, answer) = oneshot::channel();
+    let (reply, answer) = reply();
     let cmd = Command::Lock { req, mode, resources: resources.to_vec(), timeout, reply };
-    let mut abandon = AbandonOnDrop { shared, req, armed: true };
+    let mut pending = Pending { shared, req, answer, armed: true };
     shared.commands.send(cmd).await.map_err(|_| LockError::ShutDown)?;
-    let grant = answer.await.map_err(|_| LockError::ShutDown)?;
-    abandon.armed = false;
+    let outcome = (&mut pending.answer).await;
+    pending.armed = false;
+    let grant = outcome.map_err(|_| LockError::ShutDown)?;
     Ok(Guard { grant: grant? })
 }
 
@@ -143,20 +149,19 @@ impl Guard {
 
     /// Whether the lease has been lost (or the node shut down): stop touching the resource.
     pub fn is_lost(&self) -> bool {
-        *self.grant.lost.borrow()
+        self.grant.lost.is_lost()
     }
 
     /// Resolves when the lease is lost or the node shuts down; the holder must then stop using the resource.
     pub async fn lost(&self) {
-        let mut rx: watch::Receiver<bool> = self.grant.lost.clone();
-        // An error means the driver is gone, which also ends the lease.
-        let _ = rx.wait_for(|lost| *lost).await;
+        // A driver that stops fires every flag, so this cannot wait for a lease that no longer exists.
+        self.grant.lost.wait().await
     }
 
     /// Releases the lock and reports how many nodes confirmed.
     pub async fn release(mut self) -> Result<Released, LockError> {
         self.grant.releaser.armed = false;
-        let (reply, answer) = oneshot::channel();
+        let (reply, answer) = reply();
         let lock = self.grant.releaser.lock;
         self.grant
             .releaser

@@ -2,6 +2,7 @@
 
 use crate::driver::{Command, Driver};
 use crate::error::{LockError, StartError};
+use crate::handles::Handles;
 use crate::lock::{Mutex, RwLock};
 use crate::tcp::{cluster_id, TcpConfig, TcpTransport};
 use crate::transport::Transport;
@@ -169,12 +170,8 @@ impl NodeBuilder {
             origin: tokio::time::Instant::now(),
             commands,
             control,
-            control_tx: control_tx.clone(),
             floor_file,
-            waiting: HashMap::new(),
-            by_req: HashMap::new(),
-            held: HashMap::new(),
-            releasing: HashMap::new(),
+            handles: Handles::new(control_tx.clone()),
             holder_queries: HashMap::new(),
             force_queries: HashMap::new(),
         };
@@ -192,6 +189,26 @@ impl NodeBuilder {
                 local_addr,
             }),
         })
+    }
+
+    /// The peers' addresses in index order (for transports built outside this crate, such as QUIC).
+    pub fn peer_addrs(&self) -> &[SocketAddr] {
+        &self.peers
+    }
+
+    /// The core configuration as adjusted so far (its `limits.max_message_size` bounds a transport's frames).
+    pub fn core_config(&self) -> &Config {
+        &self.core
+    }
+
+    /// The cluster's name.
+    pub fn name(&self) -> &str {
+        &self.cluster
+    }
+
+    /// The per-peer queue bound set with [`NodeBuilder::max_queued_bytes`], if any.
+    pub fn queued_bytes(&self) -> Option<usize> {
+        self.queue_bytes
     }
 
     fn check_peers(&self) -> Result<(), StartError> {

@@ -17,6 +17,8 @@ pub mod handshake;
 pub use codec::{decode_frames, encode_frame, FrameError};
 pub use handshake::cluster_id;
 
+use crate::conn::{queue_frames, Backoff};
+use crate::inbound::Inbound;
 use crate::transport::{Transport, TransportEvent};
 use handshake::Identity;
 use std::net::SocketAddr;
@@ -110,6 +112,9 @@ struct PeerQueue {
 /// Largest batch the driver writes to a socket itself; larger ones are left to the writer task.
 const DIRECT_WRITE_MAX: usize = 256;
 
+/// Decoded batches (each from one read of at most 64 KiB) a peer's connection may have waiting for the driver.
+const INBOUND_BATCHES: usize = 8;
+
 /// A [`Transport`] over TCP.
 pub struct TcpTransport {
     cfg: TcpConfig,
@@ -117,9 +122,8 @@ pub struct TcpTransport {
     queues: Vec<Arc<PeerQueue>>,
     pending: Vec<Vec<u8>>,
     stats: Arc<TcpStats>,
-    inbound: mpsc::Receiver<TransportEvent>,
-    /// Keeps the inbound channel open while the transport lives, even with no peers (a 1-node cluster).
-    _inbound_tx: mpsc::Sender<TransportEvent>,
+    /// What each peer's connection delivers, one channel per peer, taken in turn.
+    inbound: Inbound,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -135,7 +139,7 @@ impl TcpTransport {
     pub fn with_listener(cfg: TcpConfig, listener: TcpListener) -> std::io::Result<Self> {
         let local = listener.local_addr()?;
         let n = cfg.peers.len();
-        let (tx, inbound) = mpsc::channel(256);
+        let inbound = Inbound::new(n, INBOUND_BATCHES);
         let (stop, stop_rx) = watch::channel(false);
         let stats = Arc::new(TcpStats::default());
         let queues: Vec<Arc<PeerQueue>> = (0..n)
@@ -162,22 +166,12 @@ impl TcpTransport {
                 cfg: cfg.clone(),
                 queue: queues[peer].clone(),
                 stats: stats.clone(),
-                events: tx.clone(),
+                events: inbound.sender(peer),
                 stop: stop_rx.clone(),
             };
             tasks.push(tokio::spawn(tracing::Instrument::instrument(link.run(), span.clone())));
         }
-        Ok(TcpTransport {
-            pending: vec![Vec::new(); n],
-            cfg,
-            local,
-            queues,
-            stats,
-            inbound,
-            _inbound_tx: tx,
-            stop,
-            tasks,
-        })
+        Ok(TcpTransport { pending: vec![Vec::new(); n], cfg, local, queues, stats, inbound, stop, tasks })
     }
 
     /// The address this node listens on.
@@ -229,12 +223,17 @@ impl Transport for TcpTransport {
                 let rest = &pending[from..];
                 if rest.is_empty() {
                     // all written directly
-                } else if out.buf.len() + rest.len() > self.cfg.max_queued_bytes {
-                    // The peer is not reading: drop this batch rather than buffer without bound.
-                    self.stats.dropped.fetch_add(1, Ordering::Relaxed);
-                } else {
+                } else if from > 0 {
+                    // The tail of a partly written direct batch (at most DIRECT_WRITE_MAX bytes) always goes:
+                    // dropping it would cut a frame in half.
                     out.buf.extend_from_slice(rest);
                     wake = true;
+                } else {
+                    // Beyond the bound, whole frames are dropped: the peer is not reading fast enough.
+                    let before = out.buf.len();
+                    let dropped = queue_frames(&mut out.buf, rest, self.cfg.max_queued_bytes);
+                    self.stats.dropped.fetch_add(dropped, Ordering::Relaxed);
+                    wake = out.buf.len() > before;
                 }
             }
             pending.clear();
@@ -249,7 +248,7 @@ impl Transport for TcpTransport {
     }
 
     fn try_recv(&mut self) -> Option<TransportEvent> {
-        self.inbound.try_recv().ok()
+        self.inbound.try_recv()
     }
 
     fn shutdown(&mut self) -> impl std::future::Future<Output = ()> + Send {
@@ -344,8 +343,7 @@ enum End {
 
 impl Link {
     async fn run(mut self) {
-        let mut backoff = self.cfg.reconnect_min;
-        let mut jitter = seed();
+        let mut backoff = Backoff::new(self.cfg.reconnect_min, self.cfg.reconnect_max);
         loop {
             let stream = if self.id.me < self.peer {
                 match self.dial().await {
@@ -354,13 +352,10 @@ impl Link {
                         if *self.stop.borrow() {
                             return;
                         }
-                        jitter = jitter.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-                        let wait = backoff.mul_f64(0.5 + (jitter >> 11) as f64 / (1u64 << 53) as f64 * 0.5);
                         tokio::select! {
-                            _ = tokio::time::sleep(wait) => {}
+                            _ = tokio::time::sleep(backoff.next_wait()) => {}
                             _ = self.stop.changed() => return,
                         }
-                        backoff = (backoff * 2).min(self.cfg.reconnect_max);
                         continue;
                     }
                 }
@@ -374,7 +369,7 @@ impl Link {
                     None => continue,
                 }
             };
-            backoff = self.cfg.reconnect_min;
+            backoff.reset();
             match self.serve(stream).await {
                 End::Stopped => return,
                 End::Closed(why) => info!(peer = self.peer, reason = %why, "peer connection closed"),
@@ -499,10 +494,4 @@ async fn write_loop(write: Arc<OwnedWriteHalf>, queue: &PeerQueue, stats: &TcpSt
             spare.clear();
         }
     }
-}
-
-fn seed() -> u64 {
-    let mut b = [0u8; 8];
-    let _ = getrandom::fill(&mut b);
-    u64::from_le_bytes(b)
 }

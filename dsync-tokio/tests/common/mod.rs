@@ -45,7 +45,7 @@ pub async fn cluster_with(n: usize, tweak: fn(&mut Config)) -> Cluster {
 
 /// Waits until a lock taken through `node` is granted by every node: all its connections are up, so a test's
 /// timing assertions are about locking, not about connections still being made.
-async fn formed(node: &Node) {
+pub async fn formed(node: &Node) {
     let name = format!("formed-{}", node.id());
     loop {
         if let Ok(g) = node.mutex([name.clone()]).try_lock_for(Duration::from_secs(5)).await {

@@ -1,0 +1,100 @@
+//! Building blocks every connection-oriented [`crate::Transport`] needs, shared by the TCP transport and
+//! `dsync-quic`: reconnection backoff, and admission of frames into a peer's bounded outgoing queue.
+
+use std::time::Duration;
+
+/// Capped exponential backoff with jitter, for reconnecting to a peer.
+///
+/// Each wait is drawn uniformly from the upper half of the current step (so peers that lost each other at
+/// the same moment do not redial in lock-step), and the step doubles up to the cap; a successful connection
+/// resets it.
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    min: Duration,
+    max: Duration,
+    step: Duration,
+    rng: u64,
+}
+
+impl Backoff {
+    /// Steps from `min` doubling up to `max`, with jitter seeded from the OS.
+    pub fn new(min: Duration, max: Duration) -> Self {
+        let mut b = [0u8; 8];
+        // Without OS randomness the jitter is merely less random; reconnection still works.
+        let _ = getrandom::fill(&mut b);
+        Backoff { min, max: max.max(min), step: min, rng: u64::from_le_bytes(b) }
+    }
+
+    /// How long to wait before the next attempt; the step after it is twice as long (up to the cap).
+    pub fn next_wait(&mut self) -> Duration {
+        self.rng = self.rng.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        let unit = (self.rng >> 11) as f64 / (1u64 << 53) as f64;
+        let wait = self.step.mul_f64(0.5 + 0.5 * unit);
+        self.step = (self.step * 2).min(self.max);
+        wait
+    }
+
+    /// Back to the first step (after a connection succeeded).
+    pub fn reset(&mut self) {
+        self.step = self.min;
+    }
+}
+
+/// Appends the length-prefixed frames of `batch` (as written by [`crate::tcp::encode_frame`]) to a peer's
+/// outgoing `queue` of at most `max` bytes, and returns how many frames did not fit and were dropped.
+///
+/// Whole frames only: a frame is kept if it fits, and an empty queue takes one frame whatever its size, so
+/// no frame the limits allow can never be sent; the rest are dropped — the protocol tolerates loss, and
+/// this is what keeps a peer that stops reading from growing our memory.
+pub fn queue_frames(queue: &mut Vec<u8>, batch: &[u8], max: usize) -> u64 {
+    if queue.len() + batch.len() <= max {
+        queue.extend_from_slice(batch);
+        return 0;
+    }
+    let mut dropped = 0;
+    let mut at = 0;
+    while batch.len() - at >= 4 {
+        let len = 4 + u32::from_le_bytes([batch[at], batch[at + 1], batch[at + 2], batch[at + 3]]) as usize;
+        let frame = &batch[at..(at + len).min(batch.len())];
+        if queue.is_empty() || queue.len() + frame.len() <= max {
+            queue.extend_from_slice(frame);
+        } else {
+            dropped += 1;
+        }
+        at += len;
+    }
+    dropped
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tcp::encode_frame;
+    use dsync_core::Message;
+
+    #[test]
+    fn a_full_queue_keeps_whole_frames_that_fit_and_drops_the_rest() {
+        let mut batch = Vec::new();
+        encode_frame(&Message::Wake { ticket: 1 }, &mut batch);
+        let one = batch.len();
+        encode_frame(&Message::Wake { ticket: 2 }, &mut batch);
+        encode_frame(&Message::Wake { ticket: 3 }, &mut batch);
+        let mut queue = vec![0; 10];
+        assert_eq!(queue_frames(&mut queue, &batch, 10 + one), 2);
+        assert_eq!(queue.len(), 10 + one, "exactly one whole frame was admitted");
+        let mut empty = Vec::new();
+        assert_eq!(queue_frames(&mut empty, &batch[..one], 1), 0, "an empty queue takes one frame of any size");
+        assert_eq!(empty.len(), one);
+    }
+
+    #[test]
+    fn backoff_doubles_to_its_cap_with_jitter_and_resets() {
+        let (min, max) = (Duration::from_millis(20), Duration::from_millis(100));
+        let mut b = Backoff::new(min, max);
+        let waits: Vec<_> = (0..6).map(|_| b.next_wait()).collect();
+        assert!(waits[0] >= min / 2 && waits[0] <= min);
+        assert!(waits[5] >= max / 2 && waits[5] <= max, "capped: {waits:?}");
+        b.reset();
+        assert!(b.next_wait() <= min);
+    }
+}
