@@ -1,0 +1,4 @@
+//! libFuzzer entry point; the body is [`dsync_fuzz::wire_decode::run`], shared with the stable corpus test.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| dsync_fuzz::wire_decode::run(data));
