@@ -149,6 +149,30 @@ fn wire() -> (Arc<Shared>, Driver) {
     (shared, driver)
 }
 
+/// The application's thread: `body` gets a lock handle on this node; `done` is set once it returns.
+fn spawn_app<T: 'static>(
+    shared: &Arc<Shared>,
+    done: &LoomArc<AtomicBool>,
+    body: impl FnOnce(Mutex) -> T + 'static,
+) -> loom::thread::JoinHandle<T> {
+    let (shared, done) = (shared.clone(), done.clone());
+    loom::thread::spawn(move || {
+        let out = body(Mutex::new(shared, vec!["r".into()]));
+        done.store(true, Ordering::Release);
+        out
+    })
+}
+
+/// The core's first move in every model: grant the lock once it is being acquired.
+fn grant_once(d: &mut Driver, granted: &mut bool) -> bool {
+    let act = d.core.holds && !*granted;
+    if act {
+        *granted = true;
+        grant(d);
+    }
+    act
+}
+
 fn grant(d: &mut Driver) {
     let action = d.handles.acquired(LOCK, 1, NodeSet(1));
     d.core.apply(action);
@@ -177,24 +201,13 @@ fn loom_guard_dropped_on_another_thread_is_released_exactly_once() {
     loom::model(|| {
         let (shared, mut driver) = wire();
         let done = LoomArc::new(AtomicBool::new(false));
-        let app = {
-            let (shared, done) = (shared.clone(), done.clone());
-            loom::thread::spawn(move || {
-                let guard = loom::future::block_on(Mutex::new(shared, vec!["r".into()]).lock()).unwrap();
-                // Dropped on this thread, with no runtime anywhere.
-                drop(guard);
-                done.store(true, Ordering::Release);
-            })
-        };
-        let mut granted = false;
-        driver.run_until(&done, |d| {
-            let act = d.core.holds && !granted;
-            if act {
-                granted = true;
-                grant(d);
-            }
-            act
+        let app = spawn_app(&shared, &done, |m| {
+            let guard = loom::future::block_on(m.lock()).unwrap();
+            // Dropped on this thread, with no runtime anywhere.
+            drop(guard);
         });
+        let mut granted = false;
+        driver.run_until(&done, |d| grant_once(d, &mut granted));
         app.join().unwrap();
         assert!(!driver.core.holds, "release lost");
         assert_eq!(driver.handles.held(), 0);
@@ -229,20 +242,13 @@ fn loom_lease_lost_during_explicit_release_answers_and_releases_once() {
     loom::model(|| {
         let (shared, mut driver) = wire();
         let done = LoomArc::new(AtomicBool::new(false));
-        let app = {
-            let (shared, done) = (shared.clone(), done.clone());
-            loom::thread::spawn(move || {
-                let guard = loom::future::block_on(Mutex::new(shared, vec!["r".into()]).lock()).unwrap();
-                let released: Result<Released, LockError> = loom::future::block_on(guard.release());
-                done.store(true, Ordering::Release);
-                released
-            })
-        };
+        let app = spawn_app(&shared, &done, |m| -> Result<Released, LockError> {
+            let guard = loom::future::block_on(m.lock()).unwrap();
+            loom::future::block_on(guard.release())
+        });
         let (mut granted, mut lost) = (false, false);
         driver.run_until(&done, |d| {
-            if d.core.holds && !granted {
-                granted = true;
-                grant(d);
+            if grant_once(d, &mut granted) {
                 true
             } else if granted && !lost {
                 // The core loses the lease on its own (it forgets the lock without being told to).
@@ -266,22 +272,16 @@ fn loom_shutdown_while_held_fires_lost_and_releases_once() {
     loom::model(|| {
         let (shared, mut driver) = wire();
         let done = LoomArc::new(AtomicBool::new(false));
-        let app = {
-            let (shared, done) = (shared.clone(), done.clone());
-            loom::thread::spawn(move || {
-                let guard: Guard = loom::future::block_on(Mutex::new(shared, vec!["r".into()]).lock()).unwrap();
-                // The holder watches for loss; shutdown must end the wait.
-                loom::future::block_on(guard.lost());
-                assert!(guard.is_lost());
-                drop(guard); // its release races with shutdown's and must not double it
-                done.store(true, Ordering::Release);
-            })
-        };
+        let app = spawn_app(&shared, &done, |m| {
+            let guard: Guard = loom::future::block_on(m.lock()).unwrap();
+            // The holder watches for loss; shutdown must end the wait.
+            loom::future::block_on(guard.lost());
+            assert!(guard.is_lost());
+            drop(guard); // its release races with shutdown's and must not double it
+        });
         let mut granted = false;
         driver.run_until(&done, |d| {
-            if d.core.holds && !granted {
-                granted = true;
-                grant(d);
+            if grant_once(d, &mut granted) {
                 true
             } else if granted && !d.shutting_down {
                 d.shutting_down = true;
@@ -305,24 +305,10 @@ fn cancelled_lock_future_leaves_no_grant(polls: usize, pause: bool, grants: bool
     loom::model(move || {
         let (shared, mut driver) = wire();
         let done = LoomArc::new(AtomicBool::new(false));
-        let app = {
-            let (shared, done) = (shared.clone(), done.clone());
-            loom::thread::spawn(move || {
-                let m = Mutex::new(shared, vec!["r".into()]);
-                // If the grant made it out before the drop, dropping the guard releases it.
-                drop(poll_then_drop(m.lock(), polls, pause));
-                done.store(true, Ordering::Release);
-            })
-        };
+        // If the grant made it out before the drop, dropping the guard releases it.
+        let app = spawn_app(&shared, &done, move |m| drop(poll_then_drop(m.lock(), polls, pause)));
         let mut granted = false;
-        driver.run_until(&done, |d| {
-            let act = grants && d.core.holds && !granted;
-            if act {
-                granted = true;
-                grant(d);
-            }
-            act
-        });
+        driver.run_until(&done, |d| grants && grant_once(d, &mut granted));
         app.join().unwrap();
         assert!(!driver.core.holds, "a cancelled lock() left a grant behind");
         assert_eq!(driver.handles.held(), 0);
