@@ -7,7 +7,7 @@
 use crate::config::{endpoint_config, transport_config, QuicConfig, StreamMode};
 use crate::identity::{named_index, server_name};
 use crate::{tls, QuicError};
-use dsync_tokio::conn::{queue_frames, Backoff};
+use dsync_tokio::conn::{queue_frames, Backoff, Newest};
 use dsync_tokio::tcp::{decode_frames, encode_frame};
 use dsync_tokio::{Inbound, Transport, TransportEvent};
 use quinn::{Connection, Endpoint, RecvStream, SendStream};
@@ -38,8 +38,7 @@ struct PeerQueue {
     ready: Notify,
     up: AtomicBool,
     /// The newest authenticated inbound connection from this peer (accepting side only).
-    handoff: Mutex<Option<Connection>>,
-    handed: Notify,
+    newest: Newest<Connection>,
 }
 
 /// Application close codes, visible to the peer.
@@ -121,8 +120,7 @@ impl QuicTransport {
                     out: Mutex::new(Vec::new()),
                     ready: Notify::new(),
                     up: AtomicBool::new(false),
-                    handoff: Mutex::new(None),
-                    handed: Notify::new(),
+                    newest: Newest::default(),
                 })
             })
             .collect();
@@ -281,8 +279,7 @@ async fn accept_loop(
             match dialer_index(&conn, &cfg) {
                 Ok(peer) => {
                     let q = &queues[peer];
-                    *q.handoff.lock().expect("handoff lock poisoned") = Some(conn);
-                    q.handed.notify_one();
+                    q.newest.put(conn);
                 }
                 Err(why) => {
                     stats.rejected.fetch_add(1, Ordering::Relaxed);
@@ -371,11 +368,11 @@ impl Link {
                 }
             } else {
                 tokio::select! {
-                    _ = self.queue.handed.notified() => {}
+                    _ = self.queue.newest.arrived() => {}
                     _ = self.stop.changed() => return,
                     _ = self.drain.wait_for(|d| *d) => return,
                 }
-                match self.queue.handoff.lock().expect("handoff lock poisoned").take() {
+                match self.queue.newest.take() {
                     Some(c) => (c, None),
                     None => continue,
                 }
@@ -445,7 +442,7 @@ impl Link {
             e = read_streams(&conn, recv, self.peer, self.cfg.max_frame, &self.events) => e,
             e = write_loop(&conn, send, self.cfg.streams, &self.queue, &self.stats, self.drain.clone()) => e,
             e = conn.closed() => End::Closed(e.to_string()),
-            _ = self.queue.handed.notified(), if accepting => End::Replaced,
+            _ = self.queue.newest.arrived(), if accepting => End::Replaced,
             _ = self.stop.changed() => End::Stopped,
         };
         self.queue.up.store(false, Ordering::Release);
@@ -460,8 +457,8 @@ impl Link {
             return End::Stopped;
         }
         if matches!(end, End::Replaced) {
-            // The newer connection is waiting in the handoff slot; wake ourselves to take it.
-            self.queue.handed.notify_one();
+            // The newer connection is waiting in `newest`; wake ourselves to take it.
+            self.queue.newest.rewake();
         }
         end
     }

@@ -1,7 +1,48 @@
 //! Building blocks every connection-oriented [`crate::Transport`] needs, shared by the TCP transport and
-//! `dsync-quic`: reconnection backoff, and admission of frames into a peer's bounded outgoing queue.
+//! `dsync-quic`: reconnection backoff, the hand-over of a peer's newest inbound connection, and admission of
+//! frames into a peer's bounded outgoing queue.
 
+use std::sync::Mutex;
 use std::time::Duration;
+use tokio::sync::Notify;
+
+/// The newest authenticated inbound connection from one peer, handed from the accept loop to that peer's
+/// connection task. A newer connection replaces one still waiting (a restarted peer's last dial wins), and
+/// the task serving an older one learns of it through [`Newest::arrived`] and gives way.
+#[derive(Debug)]
+pub struct Newest<T> {
+    slot: Mutex<Option<T>>,
+    ready: Notify,
+}
+
+impl<T> Default for Newest<T> {
+    fn default() -> Self {
+        Newest { slot: Mutex::new(None), ready: Notify::new() }
+    }
+}
+
+impl<T> Newest<T> {
+    /// Leaves `conn` for the peer's task, replacing any connection still waiting, and wakes the task.
+    pub fn put(&self, conn: T) {
+        *self.slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(conn);
+        self.ready.notify_one();
+    }
+
+    /// Resolves once a connection has been put since the last wake-up (cancel-safe).
+    pub async fn arrived(&self) {
+        self.ready.notified().await
+    }
+
+    /// The waiting connection, if any.
+    pub fn take(&self) -> Option<T> {
+        self.slot.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+
+    /// Wakes the task again, for a connection that arrived while it was busy giving way to it.
+    pub fn rewake(&self) {
+        self.ready.notify_one();
+    }
+}
 
 /// Capped exponential backoff with jitter, for reconnecting to a peer.
 ///

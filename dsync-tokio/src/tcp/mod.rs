@@ -17,7 +17,7 @@ pub mod handshake;
 pub use codec::{decode_frames, encode_frame, FrameError};
 pub use handshake::cluster_id;
 
-use crate::conn::{queue_frames, Backoff};
+use crate::conn::{queue_frames, Backoff, Newest};
 use crate::inbound::Inbound;
 use crate::transport::{Transport, TransportEvent};
 use handshake::Identity;
@@ -105,8 +105,7 @@ struct PeerQueue {
     ready: Notify,
     up: AtomicBool,
     /// The newest authenticated inbound stream for this peer (accepting side only).
-    handoff: Mutex<Option<TcpStream>>,
-    handed: Notify,
+    newest: Newest<TcpStream>,
 }
 
 /// Largest batch the driver writes to a socket itself; larger ones are left to the writer task.
@@ -148,8 +147,7 @@ impl TcpTransport {
                     out: Mutex::new(Outgoing::default()),
                     ready: Notify::new(),
                     up: AtomicBool::new(false),
-                    handoff: Mutex::new(None),
-                    handed: Notify::new(),
+                    newest: Newest::default(),
                 })
             })
             .collect();
@@ -306,8 +304,7 @@ async fn accept_loop(
             match tokio::time::timeout(timeout, handshake::accept(&mut stream, &id)).await {
                 Ok(Ok(peer)) => {
                     let q = &queues[peer];
-                    *q.handoff.lock().expect("handoff lock poisoned") = Some(stream);
-                    q.handed.notify_one();
+                    q.newest.put(stream);
                 }
                 Ok(Err(e)) => {
                     stats.rejected.fetch_add(1, Ordering::Relaxed);
@@ -361,10 +358,10 @@ impl Link {
                 }
             } else {
                 tokio::select! {
-                    _ = self.queue.handed.notified() => {}
+                    _ = self.queue.newest.arrived() => {}
                     _ = self.stop.changed() => return,
                 }
-                match self.queue.handoff.lock().expect("handoff lock poisoned").take() {
+                match self.queue.newest.take() {
                     Some(s) => s,
                     None => continue,
                 }
@@ -417,7 +414,7 @@ impl Link {
         let end = tokio::select! {
             e = read_loop(read, self.peer, self.cfg.max_frame, &self.events) => e,
             e = write_loop(write.clone(), &self.queue, &self.stats) => e,
-            _ = self.queue.handed.notified(), if accepting => End::Replaced,
+            _ = self.queue.newest.arrived(), if accepting => End::Replaced,
             _ = self.stop.changed() => End::Stopped,
         };
         self.queue.up.store(false, Ordering::Release);
@@ -426,8 +423,8 @@ impl Link {
             return End::Stopped;
         }
         if matches!(end, End::Replaced) {
-            // The newer stream is waiting in the handoff slot; wake ourselves to take it.
-            self.queue.handed.notify_one();
+            // The newer stream is waiting in `newest`; wake ourselves to take it.
+            self.queue.newest.rewake();
         }
         end
     }
