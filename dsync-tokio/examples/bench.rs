@@ -3,15 +3,21 @@
 //!
 //! ```text
 //! cargo run --release -p dsync-tokio --example bench -- --nodes 4 --loops 5 --seconds 10
-//!     [--hot] [--processes] [--rate LOCKS_PER_SEC] [--warmup S] [--transport tcp|quic]
+//!     [--hot] [--processes | --threads K | --shared-runtime] [--rate LOCKS_PER_SEC] [--warmup S]
+//!     [--transport tcp|quic]
 //! ```
+//! Nodes run in this process, spread over `--threads` OS threads (default: one per core, at most one per node),
+//! each thread with a single-threaded tokio runtime; `--threads N` gives every node its own thread,
+//! `--processes` its own OS process, `--shared-runtime` puts all nodes on one multi-threaded runtime. With more
+//! node threads than cores, the OS time-slices them, and every quorum waits for its share of that.
 //! `--transport quic` runs the nodes over QUIC with mutual TLS; their certificates come from a development CA
 //! (dsync-quic's `dev` module, not for production) written as PEM files to a temporary directory, which every
 //! node (thread or `--processes` child) loads like a real deployment would.
 //! Reports total locks/s, p50/p99 acquire latency, CPU seconds per 1,000 locks (all processes), and with
-//! `--hot` the hand-off latency (release → next holder acquired) and the longest wait. `--rate` paces the
-//! loops to a total target rate (to read latency at a given load). `--processes` runs each node in its own OS
-//! process. The last line is `nodes=<n> locks_per_sec=<x> p50_us=<y> p99_us=<z>`. `--latency-out PATH`
+//! `--hot` the hand-off latency (release → next holder acquired) and the longest wait. `--rate` offers a steady
+//! total load: a pacing thread hands the loops their turns at evenly spaced instants (see [`Pacer`]). The
+//! first line also gives `steal_pct`, the share of CPU time the hypervisor took from this machine's
+//! vCPUs while measuring (from `/proc/stat`): latency tails follow it. The last line is `nodes=<n> locks_per_sec=<x> p50_us=<y> p99_us=<z>`. `--latency-out PATH`
 //! writes the acquire (`lat`) and hand-off (`hand`) latencies as `<kind> <ns> <count>` lines, each value cut to
 //! three significant digits, and `maxwait <ns>` (read by the `compare` example for its CDF plots).
 
@@ -21,6 +27,7 @@ use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
 
 #[derive(Clone)]
 struct Opts {
@@ -31,6 +38,8 @@ struct Opts {
     hot: bool,
     processes: bool,
     shared_runtime: bool,
+    /// OS threads the in-process nodes are spread over.
+    threads: usize,
     rate: Option<f64>,
     latency_out: Option<std::path::PathBuf>,
     child: Option<(usize, Vec<SocketAddr>)>,
@@ -50,6 +59,7 @@ fn opts() -> Result<Opts, String> {
         hot: false,
         processes: false,
         shared_runtime: false,
+        threads: 0,
         rate: None,
         latency_out: None,
         child: None,
@@ -71,6 +81,7 @@ fn opts() -> Result<Opts, String> {
             "--hot" => o.hot = true,
             "--processes" => o.processes = true,
             "--shared-runtime" => o.shared_runtime = true,
+            "--threads" => o.threads = v()?.parse().ok().filter(|&t| t > 0).ok_or("--threads takes a count ≥ 1")?,
             "--child" => child_id = Some(v()?.parse().map_err(|_| "--child takes an index")?),
             "--peers" => {
                 peers =
@@ -89,6 +100,10 @@ fn opts() -> Result<Opts, String> {
     if o.nodes == 0 || o.nodes > 64 || o.loops == 0 {
         return Err("--nodes must be 1..=64 and --loops positive".into());
     }
+    if o.threads == 0 {
+        o.threads = std::thread::available_parallelism().map(|c| c.get()).unwrap_or(2);
+    }
+    o.threads = o.threads.min(o.nodes);
     if let Some(id) = child_id {
         o.child = Some((id, peers));
     }
@@ -126,22 +141,54 @@ struct Tally {
 
 impl Tally {
     /// What was measured, for the report (no child CPU: the caller adds it in `--processes` mode).
-    fn outcome(&self, elapsed: f64) -> Outcome {
-        let lat = std::mem::take(&mut *self.latencies_ns.lock().unwrap());
-        let hand = std::mem::take(&mut *self.handoffs_ns.lock().unwrap());
-        (self.locks.load(Ordering::Relaxed), lat, hand, self.max_wait_ns.load(Ordering::Relaxed), elapsed, 0.0)
+    fn outcome(&self, (elapsed, steal): (f64, f64)) -> Outcome {
+        Outcome {
+            locks: self.locks.load(Ordering::Relaxed),
+            lat: std::mem::take(&mut *self.latencies_ns.lock().unwrap()),
+            hand: std::mem::take(&mut *self.handoffs_ns.lock().unwrap()),
+            max_wait: self.max_wait_ns.load(Ordering::Relaxed),
+            elapsed,
+            child_cpu: 0.0,
+            steal,
+        }
     }
 }
 
-/// Warm up, measure for `--seconds`, then tell the loops to stop; returns the measured duration.
-async fn measure(o: &Opts, measuring: &AtomicBool, stop: &AtomicBool) -> f64 {
+/// A whole run's measurements.
+struct Outcome {
+    locks: u64,
+    lat: Vec<u64>,
+    hand: Vec<u64>,
+    max_wait: u64,
+    elapsed: f64,
+    /// CPU seconds of `--processes` children.
+    child_cpu: f64,
+    /// Percent of CPU time the hypervisor stole while measuring.
+    steal: f64,
+}
+
+/// Warm up, measure for `--seconds`, then tell the loops to stop; returns the measured duration and the
+/// share of CPU time stolen by the hypervisor meanwhile (percent).
+async fn measure(o: &Opts, measuring: &AtomicBool, stop: &AtomicBool) -> (f64, f64) {
     tokio::time::sleep(Duration::from_secs_f64(o.warmup)).await;
     measuring.store(true, Ordering::Relaxed);
     let began = Instant::now();
+    let before = cpu_ticks();
     tokio::time::sleep(Duration::from_secs_f64(o.seconds)).await;
+    let after = cpu_ticks();
     measuring.store(false, Ordering::Relaxed);
     stop.store(true, Ordering::Relaxed);
-    began.elapsed().as_secs_f64()
+    let steal = 100.0 * after.0.saturating_sub(before.0) as f64 / after.1.saturating_sub(before.1).max(1) as f64;
+    (began.elapsed().as_secs_f64(), steal)
+}
+
+/// (steal, all) CPU time of the whole machine so far, in clock ticks (the first line of Linux's /proc/stat).
+fn cpu_ticks() -> (u64, u64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let t: Vec<u64> =
+        stat.lines().next().unwrap_or("").split_whitespace().skip(1).filter_map(|x| x.parse().ok()).collect();
+    // user nice system idle iowait irq softirq steal (guest time is already inside user).
+    (t.get(7).copied().unwrap_or(0), t.iter().take(8).sum())
 }
 
 fn cpu_seconds() -> f64 {
@@ -212,6 +259,74 @@ async fn ready(node: &Node) {
 /// holder's release whichever node held it (with `--processes`, only this node's own releases are seen).
 static LAST_RELEASE: AtomicU64 = AtomicU64::new(0);
 
+/// `--rate`: one thread hands the loops their turns at evenly spaced instants — turn `k` goes to loop
+/// `k mod loops` (numbered across all nodes) at `k / rate` seconds past a whole second of the wall clock,
+/// which every `--processes` child shares — so the load arrives steadily. (Each loop sleeping on a runtime
+/// timer instead rounds its wake-up to a 1 ms tick, and the loops ask in bursts that flatter the result:
+/// messages of a burst share syscalls.) A loop still busy when its turn comes takes it when done.
+struct Pacer {
+    turns: Mutex<Vec<Option<mpsc::UnboundedSender<()>>>>,
+}
+
+static PACER: std::sync::OnceLock<Arc<Pacer>> = std::sync::OnceLock::new();
+
+impl Pacer {
+    /// Where loop `g` of `all` receives its turns; the first call starts the pacing thread, which ends (and
+    /// closes every loop's receiver) once `stop` is set.
+    fn join(rate: f64, all: usize, g: usize, stop: &Arc<AtomicBool>) -> mpsc::UnboundedReceiver<()> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let mut tx = Some(tx);
+        let pacer = PACER.get_or_init(|| {
+            let mut turns = vec![None; all];
+            turns[g] = tx.take();
+            let pacer = Arc::new(Pacer { turns: Mutex::new(turns) });
+            let (p, stop) = (pacer.clone(), stop.clone());
+            std::thread::spawn(move || p.run(rate, all, &stop));
+            pacer
+        });
+        if let Some(tx) = tx {
+            pacer.turns.lock().unwrap()[g] = Some(tx);
+        }
+        rx
+    }
+
+    fn run(&self, rate: f64, all: usize, stop: &AtomicBool) {
+        // How far ahead of the clock turns of absent loops may be skipped: one round of all loops. Without a
+        // bound, skipping (which takes no time) would run ahead while few loops have joined, and the first
+        // present loop's turn would then lie seconds in the future.
+        let round = Duration::from_secs_f64(all as f64 / rate);
+        let since_second = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| Duration::from_nanos(d.subsec_nanos().into()))
+            .unwrap_or_default();
+        let origin = Instant::now() - since_second;
+        let mut k = (since_second.as_secs_f64() * rate).ceil() as u64;
+        while !stop.load(Ordering::Relaxed) {
+            let turn = {
+                let turns = self.turns.lock().unwrap();
+                turns[k as usize % turns.len()].clone()
+            };
+            let due = origin + Duration::from_secs_f64(k as f64 / rate);
+            match turn {
+                Some(tx) => {
+                    if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                        std::thread::sleep(wait);
+                    }
+                    let _ = tx.send(());
+                }
+                // Turns of loops in other processes (or not started yet) pass without waiting, up to a round ahead.
+                None => {
+                    if let Some(wait) = due.checked_duration_since(Instant::now() + round) {
+                        std::thread::sleep(wait);
+                    }
+                }
+            }
+            k += 1;
+        }
+        self.turns.lock().unwrap().iter_mut().for_each(|t| *t = None);
+    }
+}
+
 async fn run_loops(
     node: Node,
     o: &Opts,
@@ -225,15 +340,16 @@ async fn run_loops(
     for l in 0..o.loops {
         let name = if o.hot { "hot".to_string() } else { format!("node{}-loop{l}", node.id()) };
         let m = node.mutex([name]);
+        let mut turns = o.rate.map(|r| Pacer::join(r, o.nodes * o.loops, node.id() * o.loops + l, &stop));
         let (tally, measuring, stop) = (tally.clone(), measuring.clone(), stop.clone());
-        let pace = o.rate.map(|r| Duration::from_secs_f64((o.nodes * o.loops) as f64 / r));
         tasks.push(tokio::spawn(async move {
-            let mut next = Instant::now();
             while !stop.load(Ordering::Relaxed) {
-                if let Some(p) = pace {
-                    next += p;
-                    tokio::time::sleep_until(next.into()).await;
+                if let Some(turns) = &mut turns {
+                    if turns.recv().await.is_none() {
+                        return;
+                    }
                 }
+                // Timed from when the loop asks, as MinIO's harness does (a turn taken late is not counted).
                 let asked = Instant::now();
                 let Ok(g) = m.lock().await else { return };
                 let got = Instant::now();
@@ -262,13 +378,13 @@ async fn parent(o: Opts) {
     let listeners: Vec<TcpListener> = (0..o.nodes).map(|_| TcpListener::bind("127.0.0.1:0").unwrap()).collect();
     let peers: Vec<SocketAddr> = listeners.iter().map(|l| l.local_addr().unwrap()).collect();
     let cpu0 = cpu_seconds();
-    let (locks, mut lat, mut hand, max_wait, elapsed, child_cpu) = if o.processes {
+    let Outcome { locks, mut lat, mut hand, max_wait, elapsed, child_cpu, steal } = if o.processes {
         drop(listeners);
         processes(&o, &peers).await
     } else if o.shared_runtime {
         in_process(&o, &peers, listeners).await
     } else {
-        thread_per_node(&o, &peers, listeners).await
+        threaded(&o, &peers, listeners).await
     };
     let cpu = cpu_seconds() - cpu0 + child_cpu;
     lat.sort_unstable();
@@ -278,13 +394,13 @@ async fn parent(o: Opts) {
     };
     let rate = locks as f64 / elapsed;
     println!(
-        "mode={} loops_per_node={} seconds={:.1} locks={locks} cpu_s_per_1000_locks={:.3}",
+        "mode={} loops_per_node={} seconds={:.1} locks={locks} cpu_s_per_1000_locks={:.3} steal_pct={steal:.1}",
         if o.processes {
-            "processes"
+            "processes".to_string()
         } else if o.shared_runtime {
-            "one-shared-runtime"
+            "one-shared-runtime".to_string()
         } else {
-            "thread-per-node"
+            format!("threads-{}", o.threads)
         },
         o.loops,
         elapsed,
@@ -306,6 +422,10 @@ async fn parent(o: Opts) {
     println!("nodes={} locks_per_sec={:.0} p50_us={} p99_us={}", o.nodes, rate, pct(&lat, 0.5), pct(&lat, 0.99));
     if let Some(dir) = &o.quic_certs {
         let _ = std::fs::remove_dir_all(dir);
+    }
+    if locks == 0 {
+        eprintln!("bench: no lock was acquired while measuring; the figures above mean nothing");
+        std::process::exit(1);
     }
 }
 
@@ -331,8 +451,6 @@ fn write_latencies(path: &std::path::Path, lat: &[u64], hand: &[u64], max_wait: 
     f.flush()
 }
 
-type Outcome = (u64, Vec<u64>, Vec<u64>, u64, f64, f64);
-
 async fn in_process(o: &Opts, peers: &[SocketAddr], listeners: Vec<TcpListener>) -> Outcome {
     let mut nodes = Vec::new();
     for (i, l) in listeners.into_iter().enumerate() {
@@ -349,50 +467,65 @@ async fn in_process(o: &Opts, peers: &[SocketAddr], listeners: Vec<TcpListener>)
         let (n, o, t, m, s) = (n.clone(), o.clone(), tally.clone(), measuring.clone(), stop.clone());
         tasks.push(tokio::spawn(async move { run_loops(n, &o, t, m, s, epoch).await }));
     }
-    let elapsed = measure(o, &measuring, &stop).await;
+    let measured = measure(o, &measuring, &stop).await;
     for t in tasks {
         let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
     }
     for n in &nodes {
         n.shutdown().await;
     }
-    tally.outcome(elapsed)
+    tally.outcome(measured)
 }
 
-/// Each node on its own OS thread with a single-threaded runtime, all in this process.
-async fn thread_per_node(o: &Opts, peers: &[SocketAddr], listeners: Vec<TcpListener>) -> Outcome {
+/// The nodes spread over `--threads` OS threads (node `i` on thread `i mod threads`), each thread with a
+/// single-threaded runtime, all in this process.
+async fn threaded(o: &Opts, peers: &[SocketAddr], listeners: Vec<TcpListener>) -> Outcome {
     let tally = Arc::new(Tally::default());
     let (measuring, stop) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
     let ready_count = Arc::new(AtomicU64::new(0));
     let epoch = Instant::now();
-    let mut threads = Vec::new();
+    let mut groups: Vec<Vec<(usize, TcpListener)>> = (0..o.threads).map(|_| Vec::new()).collect();
     for (i, l) in listeners.into_iter().enumerate() {
+        groups[i % o.threads].push((i, l));
+    }
+    let mut threads = Vec::new();
+    for group in groups {
         let (o, peers, tally) = (o.clone(), peers.to_vec(), tally.clone());
         let (measuring, stop, ready_count) = (measuring.clone(), stop.clone(), ready_count.clone());
         threads.push(std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+            let nodes = group.into_iter().map(|(i, l)| {
+                let (o, peers, tally) = (o.clone(), peers.clone(), tally.clone());
+                let (measuring, stop, ready_count) = (measuring.clone(), stop.clone(), ready_count.clone());
+                rt.spawn(async move {
+                    let node = start(&peers, i, Some(l)).await;
+                    ready(&node).await;
+                    ready_count.fetch_add(1, Ordering::SeqCst);
+                    run_loops(node.clone(), &o, tally, measuring, stop, epoch).await;
+                    // Keep serving until every node's loops stopped, so nobody loses its peers mid-run.
+                    ready_count.fetch_add(1, Ordering::SeqCst);
+                    while ready_count.load(Ordering::SeqCst) < 2 * o.nodes as u64 {
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    }
+                    node.shutdown().await;
+                })
+            });
+            let nodes: Vec<_> = nodes.collect();
             rt.block_on(async move {
-                let node = start(&peers, i, Some(l)).await;
-                ready(&node).await;
-                ready_count.fetch_add(1, Ordering::SeqCst);
-                run_loops(node.clone(), &o, tally, measuring, stop.clone(), epoch).await;
-                // Keep serving until every node's loops stopped, so nobody loses its peers mid-run.
-                ready_count.fetch_add(1, Ordering::SeqCst);
-                while ready_count.load(Ordering::SeqCst) < 2 * o.nodes as u64 {
-                    tokio::time::sleep(Duration::from_millis(5)).await;
+                for n in nodes {
+                    let _ = n.await;
                 }
-                node.shutdown().await;
             });
         }));
     }
     while ready_count.load(Ordering::SeqCst) < o.nodes as u64 {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    let elapsed = measure(o, &measuring, &stop).await;
+    let measured = measure(o, &measuring, &stop).await;
     for t in threads {
         let _ = tokio::task::spawn_blocking(move || t.join()).await;
     }
-    tally.outcome(elapsed)
+    tally.outcome(measured)
 }
 
 /// Each node in its own OS process (this binary, with `--child`); results come back on stdout.
@@ -424,24 +557,28 @@ async fn processes(o: &Opts, peers: &[SocketAddr]) -> Outcome {
         }
         children.push(cmd.spawn().expect("child starts"));
     }
-    let (mut locks, mut lat, mut hand, mut max_wait, mut elapsed, mut cpu) =
-        (0, Vec::new(), Vec::new(), 0, 0.0f64, 0.0);
+    let mut all =
+        Outcome { locks: 0, lat: Vec::new(), hand: Vec::new(), max_wait: 0, elapsed: 0.0, child_cpu: 0.0, steal: 0.0 };
+    let num = |v: Option<&str>| v.and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
     for c in children {
         let out = c.wait_with_output().await.expect("child finishes");
         for line in String::from_utf8_lossy(&out.stdout).lines() {
             let mut it = line.split_whitespace();
             match it.next() {
-                Some("locks") => locks += it.next().and_then(|v| v.parse::<u64>().ok()).unwrap_or(0),
-                Some("elapsed") => elapsed = elapsed.max(it.next().and_then(|v| v.parse().ok()).unwrap_or(0.0)),
-                Some("cpu") => cpu += it.next().and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0),
-                Some("maxwait") => max_wait = max_wait.max(it.next().and_then(|v| v.parse().ok()).unwrap_or(0)),
-                Some("lat") => lat.extend(it.filter_map(|v| v.parse::<u64>().ok())),
-                Some("hand") => hand.extend(it.filter_map(|v| v.parse::<u64>().ok())),
+                Some("locks") => all.locks += num(it.next()) as u64,
+                Some("elapsed") => all.elapsed = all.elapsed.max(num(it.next())),
+                Some("cpu") => all.child_cpu += num(it.next()),
+                // Steal is machine-wide: every child saw about the same; keep the largest.
+                Some("steal") => all.steal = all.steal.max(num(it.next())),
+                Some("maxwait") => all.max_wait = all.max_wait.max(num(it.next()) as u64),
+                Some("lat") => all.lat.extend(it.filter_map(|v| v.parse::<u64>().ok())),
+                Some("hand") => all.hand.extend(it.filter_map(|v| v.parse::<u64>().ok())),
                 _ => {}
             }
         }
     }
-    (locks, lat, hand, max_wait, elapsed.max(1e-9), cpu)
+    all.elapsed = all.elapsed.max(1e-9);
+    all
 }
 
 /// A `--processes` child: one node, its loops, results on stdout. Start and stop are agreed by all children
@@ -457,7 +594,7 @@ async fn child(o: Opts, id: usize, peers: Vec<SocketAddr>) {
         tokio::spawn(async move { run_loops(n, &o, t, m, s, epoch).await })
     };
     let cpu0 = cpu_seconds();
-    let elapsed = measure(&o, &measuring, &stop).await;
+    let (elapsed, steal) = measure(&o, &measuring, &stop).await;
     let _ = tokio::time::timeout(Duration::from_secs(10), loops).await;
     let cpu = cpu_seconds() - cpu0;
     // Keep serving a little so slower peers finish their window with a full cluster.
@@ -466,6 +603,7 @@ async fn child(o: Opts, id: usize, peers: Vec<SocketAddr>) {
     let join = |v: &[u64]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(" ");
     println!("locks {}", tally.locks.load(Ordering::Relaxed));
     println!("elapsed {elapsed}");
+    println!("steal {steal}");
     println!("cpu {cpu}");
     println!("maxwait {}", tally.max_wait_ns.load(Ordering::Relaxed));
     println!("lat {}", join(&tally.latencies_ns.lock().unwrap()));

@@ -284,7 +284,7 @@ fn finish(o: &Opts, r: &Results, load_start: &str) -> Result<(), String> {
          compare -- {} -->\n\
          Machine: {cpus} CPUs, 1-minute load average {load_start} at the start and {} at the end.\n\
          Settings: {} round(s), {} s measured per run after {} s warm-up ({}), {} loops per \
-         node/client; Redlock TTL {} ms, retry after a random 0–{} ms; dsync nodes as {}. Locks/s is the median \
+         node/client; Redlock TTL {} ms, retry after a random 0–{} ms; dsync nodes {}. Locks/s is the median \
          of the rounds, latencies are over all rounds.\n\n",
         args.join(" "),
         loadavg(),
@@ -295,7 +295,11 @@ fn finish(o: &Opts, r: &Results, load_start: &str) -> Result<(), String> {
         o.loops,
         o.ttl.as_millis(),
         o.retry.as_secs_f64() * 1000.0,
-        if o.processes { "processes" } else { "threads with one single-threaded runtime each" }
+        if o.processes {
+            "each in its own process"
+        } else {
+            "spread over one thread per core (the bench default), each thread with a single-threaded runtime"
+        }
     );
     md.push_str(&report::markdown(r));
     let failed: Vec<String> = [("own resources", &r.spread), ("hot", &r.hot)]
