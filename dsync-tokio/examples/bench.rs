@@ -260,8 +260,8 @@ async fn ready(node: &Node) {
 static LAST_RELEASE: AtomicU64 = AtomicU64::new(0);
 
 /// `--rate`: one thread hands the loops their turns at evenly spaced instants — turn `k` goes to loop
-/// `k mod loops` (numbered across all nodes) at `k / rate` seconds past a whole second of the wall clock,
-/// which every `--processes` child shares — so the load arrives steadily. (Each loop sleeping on a runtime
+/// `k mod loops` (numbered across all nodes) at Unix time `k / rate` seconds, a schedule every `--processes`
+/// child shares — so the load arrives steadily. (Each loop sleeping on a runtime
 /// timer instead rounds its wake-up to a 1 ms tick, and the loops ask in bursts that flatter the result:
 /// messages of a burst share syscalls.) A loop still busy when its turn comes takes it when done.
 struct Pacer {
@@ -295,18 +295,15 @@ impl Pacer {
         // bound, skipping (which takes no time) would run ahead while few loops have joined, and the first
         // present loop's turn would then lie seconds in the future.
         let round = Duration::from_secs_f64(all as f64 / rate);
-        let since_second = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| Duration::from_nanos(d.subsec_nanos().into()))
-            .unwrap_or_default();
-        let origin = Instant::now() - since_second;
-        let mut k = (since_second.as_secs_f64() * rate).ceil() as u64;
+        let unix0 = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        let (t0, unix0) = (Instant::now(), unix0.as_secs_f64());
+        let mut k = (unix0 * rate).ceil() as u64;
         while !stop.load(Ordering::Relaxed) {
             let turn = {
                 let turns = self.turns.lock().unwrap();
                 turns[k as usize % turns.len()].clone()
             };
-            let due = origin + Duration::from_secs_f64(k as f64 / rate);
+            let due = t0 + Duration::from_secs_f64((k as f64 / rate - unix0).max(0.0));
             match turn {
                 Some(tx) => {
                     if let Some(wait) = due.checked_duration_since(Instant::now()) {
