@@ -268,25 +268,23 @@ struct Pacer {
     turns: Mutex<Vec<Option<mpsc::UnboundedSender<()>>>>,
 }
 
+/// The pacer of this process (one bench run per process).
 static PACER: std::sync::OnceLock<Arc<Pacer>> = std::sync::OnceLock::new();
 
 impl Pacer {
-    /// Where loop `g` of `all` receives its turns; the first call starts the pacing thread, which ends (and
-    /// closes every loop's receiver) once `stop` is set.
-    fn join(rate: f64, all: usize, g: usize, stop: &Arc<AtomicBool>) -> mpsc::UnboundedReceiver<()> {
+    /// Starts the pacing thread for `all` loops and `rate` turns per second in all; it ends, closing every
+    /// loop's receiver, once `stop` is set.
+    fn start(rate: f64, all: usize, stop: Arc<AtomicBool>) -> Arc<Pacer> {
+        let pacer = Arc::new(Pacer { turns: Mutex::new(vec![None; all]) });
+        let p = pacer.clone();
+        std::thread::spawn(move || p.run(rate, all, &stop));
+        pacer
+    }
+
+    /// Where loop `g` receives its turns from now on.
+    fn join(&self, g: usize) -> mpsc::UnboundedReceiver<()> {
         let (tx, rx) = mpsc::unbounded_channel();
-        let mut tx = Some(tx);
-        let pacer = PACER.get_or_init(|| {
-            let mut turns = vec![None; all];
-            turns[g] = tx.take();
-            let pacer = Arc::new(Pacer { turns: Mutex::new(turns) });
-            let (p, stop) = (pacer.clone(), stop.clone());
-            std::thread::spawn(move || p.run(rate, all, &stop));
-            pacer
-        });
-        if let Some(tx) = tx {
-            pacer.turns.lock().unwrap()[g] = Some(tx);
-        }
+        self.turns.lock().unwrap()[g] = Some(tx);
         rx
     }
 
@@ -337,7 +335,9 @@ async fn run_loops(
     for l in 0..o.loops {
         let name = if o.hot { "hot".to_string() } else { format!("node{}-loop{l}", node.id()) };
         let m = node.mutex([name]);
-        let mut turns = o.rate.map(|r| Pacer::join(r, o.nodes * o.loops, node.id() * o.loops + l, &stop));
+        let all = o.nodes * o.loops;
+        let pacer = o.rate.map(|r| PACER.get_or_init(|| Pacer::start(r, all, stop.clone())));
+        let mut turns = pacer.map(|p| p.join(node.id() * o.loops + l));
         let (tally, measuring, stop) = (tally.clone(), measuring.clone(), stop.clone());
         tasks.push(tokio::spawn(async move {
             while !stop.load(Ordering::Relaxed) {
@@ -605,4 +605,36 @@ async fn child(o: Opts, id: usize, peers: Vec<SocketAddr>) {
     println!("maxwait {}", tally.max_wait_ns.load(Ordering::Relaxed));
     println!("lat {}", join(&tally.latencies_ns.lock().unwrap()));
     println!("hand {}", join(&tally.handoffs_ns.lock().unwrap()));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_loop_that_joins_late_still_gets_its_turns() {
+        // 4 loops at 2,000 turns/s: loop 2's turn comes every 2 ms. While nobody has joined, the pacer skips
+        // turns without waiting — bounded to one round ahead of the clock. Unbounded, 20 ms of skipping ran
+        // minutes ahead and the loop waited that long for its first turn.
+        let stop = Arc::new(AtomicBool::new(false));
+        let pacer = Pacer::start(2000.0, 4, stop.clone());
+        std::thread::sleep(Duration::from_millis(20));
+        let mut turns = pacer.join(2);
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let got = rt.block_on(async {
+            tokio::time::timeout(Duration::from_secs(20), async {
+                for _ in 0..10 {
+                    turns.recv().await.expect("pacer running");
+                }
+            })
+            .await
+        });
+        stop.store(true, Ordering::Relaxed);
+        assert!(got.is_ok(), "10 turns (20 ms of pacing) did not come within 20 s");
+        // Stopping closes the loops' receivers.
+        assert!(rt.block_on(async {
+            while turns.recv().await.is_some() {}
+            true
+        }));
+    }
 }
