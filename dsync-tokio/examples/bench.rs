@@ -15,11 +15,12 @@
 //! node (thread or `--processes` child) loads like a real deployment would.
 //! Reports total locks/s, p50/p99 acquire latency, CPU seconds per 1,000 locks (all processes), and with
 //! `--hot` the hand-off latency (release → next holder acquired) and the longest wait. `--rate` offers a steady
-//! total load: a pacing thread hands the loops their turns at evenly spaced instants (see [`Pacer`]). The
-//! first line also gives `steal_pct`, the share of CPU time the hypervisor took from this machine's
-//! vCPUs while measuring (from `/proc/stat`): latency tails follow it. The last line is `nodes=<n> locks_per_sec=<x> p50_us=<y> p99_us=<z>`. `--latency-out PATH`
-//! writes the acquire (`lat`) and hand-off (`hand`) latencies as `<kind> <ns> <count>` lines, each value cut to
-//! three significant digits, and `maxwait <ns>` (read by the `compare` example for its CDF plots).
+//! total load: a pacing thread hands the loops their turns at evenly spaced instants (see `Pacer`). The first
+//! line also gives `steal_pct`, the share of CPU time the hypervisor took from this machine's vCPUs while
+//! measuring (from `/proc/stat`): latency tails follow it. The last line is
+//! `nodes=<n> locks_per_sec=<x> p50_us=<y> p99_us=<z>`. `--latency-out PATH` writes the acquire (`lat`) and
+//! hand-off (`hand`) latencies as `<kind> <ns> <count>` lines, each value cut to three significant digits, and
+//! `maxwait <ns>` (read by the `compare` example for its CDF plots).
 
 use dsync_quic::QuicNodeBuilder;
 use dsync_tokio::{Node, NodeBuilder};
@@ -261,9 +262,9 @@ static LAST_RELEASE: AtomicU64 = AtomicU64::new(0);
 
 /// `--rate`: one thread hands the loops their turns at evenly spaced instants — turn `k` goes to loop
 /// `k mod loops` (numbered across all nodes) at Unix time `k / rate` seconds, a schedule every `--processes`
-/// child shares — so the load arrives steadily. (Each loop sleeping on a runtime
-/// timer instead rounds its wake-up to a 1 ms tick, and the loops ask in bursts that flatter the result:
-/// messages of a burst share syscalls.) A loop still busy when its turn comes takes it when done.
+/// child shares — so the load arrives steadily. (Each loop sleeping on a runtime timer instead rounds its
+/// wake-up to a 1 ms tick, and the loops ask in bursts that flatter the result: messages of a burst share
+/// syscalls.) A loop still busy when its turn comes takes it when done.
 struct Pacer {
     turns: Mutex<Vec<Option<mpsc::UnboundedSender<()>>>>,
 }
