@@ -52,6 +52,11 @@ pub enum Start {
         /// The last floor the embedder persisted and acknowledged, if it keeps one.
         durable_floor: Option<u64>,
     },
+    /// "This node believes it has no history, but may be wrong" (a new or wiped state directory). It grants
+    /// nothing and starts no lock round until it has asked every peer: if all `n − 1` are themselves fresh
+    /// (or booted counting this start as fresh) it boots like [`Start::FirstBoot`]; if any has history it
+    /// continues exactly as `Restart { durable_floor: None }` started at the same instant (PROTOCOL.md §6.5).
+    Bootstrap,
 }
 
 /// Safety mechanisms that `dsync-sim` switches off one at a time to prove its checkers can fail.
@@ -77,12 +82,18 @@ pub enum PlantedBug {
     NoLockerExpiry,
     /// The coordinator ignores grants that arrive after the attempt gave up (they leak until expiry).
     KeepLateGrants,
+    /// A bootstrapping node treats a peer's `History` answer like `Fresh`.
+    BootstrapIgnoresHistory,
+    /// A bootstrapping node boots once a write quorum of peers (not all) answered fresh, ignoring the rest.
+    BootstrapQuorumOnly,
+    /// A booted node answers `BootedWithYou` without checking the asker's incarnation.
+    VouchAnyIncarnation,
 }
 
 #[cfg(feature = "planted-bugs")]
 impl PlantedBug {
     /// Every planted bug.
-    pub const ALL: [PlantedBug; 9] = [
+    pub const ALL: [PlantedBug; 12] = [
         PlantedBug::WriteQuorumTooSmall,
         PlantedBug::ReadQuorumTooSmall,
         PlantedBug::NoRestartQuarantine,
@@ -92,6 +103,9 @@ impl PlantedBug {
         PlantedBug::NoDriftMargin,
         PlantedBug::NoLockerExpiry,
         PlantedBug::KeepLateGrants,
+        PlantedBug::BootstrapIgnoresHistory,
+        PlantedBug::BootstrapQuorumOnly,
+        PlantedBug::VouchAnyIncarnation,
     ];
 
     /// The command-line name.
@@ -106,6 +120,9 @@ impl PlantedBug {
             PlantedBug::NoDriftMargin => "no-drift-margin",
             PlantedBug::NoLockerExpiry => "no-locker-expiry",
             PlantedBug::KeepLateGrants => "keep-late-grants",
+            PlantedBug::BootstrapIgnoresHistory => "bootstrap-ignores-history",
+            PlantedBug::BootstrapQuorumOnly => "bootstrap-quorum-only",
+            PlantedBug::VouchAnyIncarnation => "vouch-any-incarnation",
         }
     }
 
@@ -214,51 +231,58 @@ impl Config {
         (self.backoff_max + self.attempt_timeout) * 2
     }
 
-    /// Checks every field; the error names the first one that is wrong.
+    /// Checks every field; the error names the first one that is wrong, with the values involved and a fix.
     pub fn validate(&self) -> Result<(), ConfigError> {
         use ConfigError as E;
         if self.nodes == 0 || self.nodes > MAX_NODES {
-            return Err(E::Nodes(self.nodes));
+            return Err(E::Nodes { nodes: self.nodes });
         }
         if self.id >= self.nodes {
             return Err(E::Id { id: self.id, nodes: self.nodes });
         }
-        if self.max_drift_ppm > 100_000 {
-            return Err(E::Drift(self.max_drift_ppm));
+        if self.max_drift_ppm > MAX_DRIFT_PPM {
+            return Err(E::Drift { ppm: self.max_drift_ppm });
         }
-        if self.lease.is_zero() {
-            return Err(E::Timing("lease must be positive"));
+        for (field, d) in [
+            ("lease", self.lease),
+            ("refresh_interval", self.refresh_interval),
+            ("attempt_timeout", self.attempt_timeout),
+            ("backoff_min", self.backoff_min),
+            ("query_timeout", self.query_timeout),
+        ] {
+            if d.is_zero() {
+                return Err(E::Zero { field });
+            }
         }
+        let (lease, drift_ppm) = (self.lease, self.max_drift_ppm);
         let validity = self.holder_validity();
-        if self.refresh_interval.is_zero() || self.refresh_interval + self.attempt_timeout >= validity {
-            return Err(E::Timing("refresh_interval + attempt_timeout must be below lease·(1−ρ)"));
+        if self.refresh_interval + self.attempt_timeout >= validity {
+            let (refresh_interval, attempt_timeout) = (self.refresh_interval, self.attempt_timeout);
+            return Err(E::RefreshTooLate { refresh_interval, attempt_timeout, lease, drift_ppm });
         }
-        if self.attempt_timeout.is_zero() || self.attempt_timeout >= validity {
-            return Err(E::Timing("attempt_timeout must be positive and below lease·(1−ρ)"));
+        if self.backoff_min > self.backoff_max {
+            return Err(E::Backoff { backoff_min: self.backoff_min, backoff_max: self.backoff_max });
         }
-        if self.backoff_min.is_zero() || self.backoff_min > self.backoff_max {
-            return Err(E::Timing("backoff_min must be positive and at most backoff_max"));
-        }
-        if self.query_timeout.is_zero() {
-            return Err(E::Timing("query_timeout must be positive"));
-        }
-        if let Some(q) = self.quarantine {
-            if q < self.locker_hold() {
-                return Err(E::Timing("quarantine must be at least lease·(1+ρ)"));
+        if let Some(quarantine) = self.quarantine {
+            if quarantine < self.locker_hold() {
+                return Err(E::QuarantineTooShort { quarantine, lease, drift_ppm });
             }
         }
         if self.persist_floor && self.floor_chunk == 0 {
-            return Err(E::Timing("floor_chunk must be positive when persisting the floor"));
+            return Err(E::FloorChunkZero);
         }
         let l = &self.limits;
-        if l.max_resources_per_lock == 0
-            || l.max_resource_len == 0
-            || l.max_grants == 0
-            || l.max_pending == 0
-            || l.max_queries == 0
-            || l.max_message_size < 64
-        {
-            return Err(E::Limits);
+        for (name, value, min) in [
+            ("max_resources_per_lock", l.max_resources_per_lock, 1),
+            ("max_resource_len", l.max_resource_len, 1),
+            ("max_grants", l.max_grants, 1),
+            ("max_pending", l.max_pending, 1),
+            ("max_queries", l.max_queries, 1),
+            ("max_message_size", l.max_message_size, 64),
+        ] {
+            if value < min {
+                return Err(E::Limit { name, value, min });
+            }
         }
         Ok(())
     }
@@ -268,18 +292,25 @@ impl Config {
         if let Start::Restart { durable_floor: None } = start {
             // Floor recovery needs a read quorum of *other* nodes.
             if self.nodes - 1 < read_quorum(self.nodes) {
-                return Err(ConfigError::RestartNeedsDurableFloor);
+                return Err(ConfigError::RestartNeedsDurableFloor { nodes: self.nodes });
             }
         }
         Ok(())
     }
 }
 
-/// Why a configuration was refused.
+/// The largest drift bound `Config::validate` accepts: 10 %.
+const MAX_DRIFT_PPM: u32 = 100_000;
+
+/// Why a configuration was refused. Its `Display` names the values involved and how to fix them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ConfigError {
     /// The cluster size is outside 1..=64.
-    Nodes(usize),
+    Nodes {
+        /// The size given.
+        nodes: usize,
+    },
     /// The node index is not below the cluster size.
     Id {
         /// The index given.
@@ -288,26 +319,166 @@ pub enum ConfigError {
         nodes: usize,
     },
     /// The drift bound is above 100 000 ppm (10 %).
-    Drift(u32),
-    /// A timing relation does not hold; the text says which.
-    Timing(&'static str),
-    /// A limit is zero (or the message size limit is below 64 bytes).
-    Limits,
+    Drift {
+        /// The bound given, in parts per million.
+        ppm: u32,
+    },
+    /// A duration that must be positive is zero.
+    Zero {
+        /// The `Config` field.
+        field: &'static str,
+    },
+    /// `refresh_interval + attempt_timeout` does not leave a refresh round time to finish before the
+    /// holder's validity `lease·(1−ρ)` ends.
+    RefreshTooLate {
+        /// The configured refresh interval.
+        refresh_interval: Duration,
+        /// The configured attempt timeout.
+        attempt_timeout: Duration,
+        /// The configured lease.
+        lease: Duration,
+        /// The configured drift bound ρ, ppm.
+        drift_ppm: u32,
+    },
+    /// `backoff_min` exceeds `backoff_max`.
+    Backoff {
+        /// The configured smallest backoff.
+        backoff_min: Duration,
+        /// The configured largest backoff.
+        backoff_max: Duration,
+    },
+    /// The restart quarantine is below `lease·(1+ρ)`: old grants could still be believed when it ends.
+    QuarantineTooShort {
+        /// The configured quarantine.
+        quarantine: Duration,
+        /// The configured lease.
+        lease: Duration,
+        /// The configured drift bound ρ, ppm.
+        drift_ppm: u32,
+    },
+    /// `persist_floor` is set with a `floor_chunk` of 0.
+    FloorChunkZero,
+    /// A limit is below its minimum (1, or 64 bytes for the message size).
+    Limit {
+        /// The [`Limits`] field.
+        name: &'static str,
+        /// Its value.
+        value: usize,
+        /// The smallest accepted value.
+        min: usize,
+    },
     /// A node that cannot reach a read quorum of peers (a 1-node cluster) needs a durable floor to restart.
-    RestartNeedsDurableFloor,
+    RestartNeedsDurableFloor {
+        /// The cluster size.
+        nodes: usize,
+    },
+}
+
+/// A duration as people read it: "11 s", "2.97 s", "200 ms"; to two decimals, rounded up or down.
+struct Human(Duration, bool);
+
+impl fmt::Display for Human {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ns = self.0.as_nanos();
+        let (unit, name) = if ns >= 1_000_000_000 { (1_000_000_000u128, "s") } else { (1_000_000, "ms") };
+        let step = unit / 100;
+        let hundredths = if self.1 { ns.div_ceil(step) } else { ns / step };
+        let (int, frac) = (hundredths / 100, hundredths % 100);
+        match (frac, frac % 10) {
+            (0, _) => write!(f, "{int} {name}"),
+            (_, 0) => write!(f, "{int}.{} {name}", frac / 10),
+            _ => write!(f, "{int}.{frac:02} {name}"),
+        }
+    }
+}
+
+/// ρ in percent: "1%", "0.1%", "5%".
+struct Percent(u32);
+
+impl fmt::Display for Percent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (int, mut frac, mut digits) = (self.0 / 10_000, self.0 % 10_000, 4);
+        if frac == 0 {
+            return write!(f, "{int}%");
+        }
+        while frac % 10 == 0 {
+            frac /= 10;
+            digits -= 1;
+        }
+        write!(f, "{int}.{frac:0digits$}%")
+    }
+}
+
+/// The smallest lease whose `lease·(1 ± ρ)` reaches `target` (`grow`: `1+ρ`, else `1−ρ`).
+fn lease_for(target: Duration, ppm: u32, grow: bool) -> Duration {
+    let factor = if grow { 1_000_000 + u128::from(ppm) } else { 1_000_000 - u128::from(ppm) };
+    let ns = (target.as_nanos() * 1_000_000).div_ceil(factor.max(1));
+    Duration::from_nanos(u64::try_from(ns).unwrap_or(u64::MAX))
 }
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ConfigError::Nodes(n) => write!(f, "cluster size {n} is outside 1..=64"),
-            ConfigError::Id { id, nodes } => write!(f, "node index {id} is not below the cluster size {nodes}"),
-            ConfigError::Drift(p) => write!(f, "drift bound {p} ppm exceeds 100000 ppm"),
-            ConfigError::Timing(why) => f.write_str(why),
-            ConfigError::Limits => f.write_str("every limit must be positive (message size at least 64 bytes)"),
-            ConfigError::RestartNeedsDurableFloor => {
-                f.write_str("this node cannot recover its fencing floor from peers; restart it with a durable floor")
+        let (up, down) = (true, false);
+        match *self {
+            ConfigError::Nodes { nodes } => {
+                write!(f, "cluster size {nodes} is outside 1..=64: set nodes to between 1 and 64")
             }
+            ConfigError::Id { id, nodes } => {
+                write!(f, "node index {id} is not below the cluster size {nodes}: use an index in 0..{nodes}")
+            }
+            ConfigError::Drift { ppm } => write!(
+                f,
+                "drift bound {ppm} ppm ({}) exceeds {MAX_DRIFT_PPM} ppm (10%): lower max_drift_ppm to at most {MAX_DRIFT_PPM}",
+                Percent(ppm)
+            ),
+            ConfigError::Zero { field } => write!(f, "{field} is zero: make it positive"),
+            ConfigError::RefreshTooLate { refresh_interval, attempt_timeout, lease, drift_ppm } => {
+                let validity = scale_ppm(lease, drift_ppm, false);
+                let sum = refresh_interval + attempt_timeout;
+                write!(
+                    f,
+                    "refresh_interval ({}) + attempt_timeout ({}) = {} must be below lease·(1−ρ) = {} (lease {}, ρ {}): ",
+                    Human(refresh_interval, up),
+                    Human(attempt_timeout, up),
+                    Human(sum, up),
+                    Human(validity, down),
+                    Human(lease, up),
+                    Percent(drift_ppm)
+                )?;
+                if attempt_timeout < validity {
+                    write!(f, "lower refresh_interval to below {} or ", Human(validity - attempt_timeout, down))?;
+                }
+                write!(f, "raise lease above {}", Human(lease_for(sum, drift_ppm, false), up))
+            }
+            ConfigError::Backoff { backoff_min, backoff_max } => write!(
+                f,
+                "backoff_min ({}) exceeds backoff_max ({}): lower backoff_min or raise backoff_max",
+                Human(backoff_min, up),
+                Human(backoff_max, up)
+            ),
+            ConfigError::QuarantineTooShort { quarantine, lease, drift_ppm } => {
+                let hold = scale_ppm(lease, drift_ppm, true);
+                write!(
+                    f,
+                    "quarantine ({}) must be at least lease·(1+ρ) = {} (lease {}, ρ {}): raise quarantine to at least {} or leave it None",
+                    Human(quarantine, down),
+                    Human(hold, up),
+                    Human(lease, up),
+                    Percent(drift_ppm),
+                    Human(hold, up)
+                )
+            }
+            ConfigError::FloorChunkZero => {
+                f.write_str("floor_chunk is 0 while persist_floor is set: make it positive (default 65536)")
+            }
+            ConfigError::Limit { name, value, min } => {
+                write!(f, "limits.{name} is {value}, below its minimum {min}: raise it to at least {min}")
+            }
+            ConfigError::RestartNeedsDurableFloor { nodes } => write!(
+                f,
+                "a node of a {nodes}-node cluster cannot recover its fencing floor from peers (it needs {} other nodes): restart it with a durable floor or as Start::Bootstrap",
+                read_quorum(nodes)
+            ),
         }
     }
 }
@@ -341,6 +512,9 @@ pub(crate) mod bugs {
     bug!(NO_DRIFT_MARGIN, NoDriftMargin);
     bug!(NO_LOCKER_EXPIRY, NoLockerExpiry);
     bug!(KEEP_LATE_GRANTS, KeepLateGrants);
+    bug!(BOOTSTRAP_IGNORES_HISTORY, BootstrapIgnoresHistory);
+    bug!(BOOTSTRAP_QUORUM_ONLY, BootstrapQuorumOnly);
+    bug!(VOUCH_ANY_INCARNATION, VouchAnyIncarnation);
 }
 
 #[cfg(test)]
@@ -356,15 +530,15 @@ mod tests {
 
     #[test]
     fn rejects_sizes_indices_and_timing_that_break_the_argument() {
-        assert_eq!(Config::new(0, 0).validate(), Err(ConfigError::Nodes(0)));
-        assert_eq!(Config::new(65, 0).validate(), Err(ConfigError::Nodes(65)));
+        assert_eq!(Config::new(0, 0).validate(), Err(ConfigError::Nodes { nodes: 0 }));
+        assert_eq!(Config::new(65, 0).validate(), Err(ConfigError::Nodes { nodes: 65 }));
         assert_eq!(Config::new(3, 3).validate(), Err(ConfigError::Id { id: 3, nodes: 3 }));
         let mut c = Config::new(3, 0);
         c.quarantine = Some(c.lease);
-        assert!(matches!(c.validate(), Err(ConfigError::Timing(_))), "quarantine below L(1+ρ) is unsafe");
+        assert!(matches!(c.validate(), Err(ConfigError::QuarantineTooShort { .. })), "quarantine below L(1+ρ)");
         let mut c = Config::new(3, 0);
         c.refresh_interval = c.lease;
-        assert!(matches!(c.validate(), Err(ConfigError::Timing(_))));
+        assert!(matches!(c.validate(), Err(ConfigError::RefreshTooLate { .. })));
     }
 
     #[test]
@@ -379,9 +553,69 @@ mod tests {
         let c = Config::new(1, 0);
         assert_eq!(
             c.validate_start(Start::Restart { durable_floor: None }),
-            Err(ConfigError::RestartNeedsDurableFloor)
+            Err(ConfigError::RestartNeedsDurableFloor { nodes: 1 })
         );
+        assert_eq!(c.validate_start(Start::Bootstrap), Ok(()), "a lone bootstrapping node boots at once");
         assert_eq!(c.validate_start(Start::Restart { durable_floor: Some(5) }), Ok(()));
         assert_eq!(Config::new(2, 0).validate_start(Start::Restart { durable_floor: None }), Ok(()));
+    }
+
+    fn message(c: &Config) -> alloc::string::String {
+        alloc::format!("{}", c.validate().expect_err("refused"))
+    }
+
+    #[test]
+    fn a_refresh_that_cannot_finish_in_time_names_the_values_and_the_fix() {
+        let mut c = Config::new(3, 0);
+        c.lease = Duration::from_secs(3);
+        assert_eq!(
+            message(&c),
+            "refresh_interval (10 s) + attempt_timeout (1 s) = 11 s must be below lease·(1−ρ) = 2.97 s \
+             (lease 3 s, ρ 1%): lower refresh_interval to below 1.97 s or raise lease above 11.12 s"
+        );
+        c.attempt_timeout = Duration::from_secs(5);
+        assert!(message(&c).ends_with("(lease 3 s, ρ 1%): raise lease above 15.16 s"), "{}", message(&c));
+    }
+
+    #[test]
+    fn every_config_error_prints_its_values_and_a_fix() {
+        let mut c = Config::new(3, 0);
+        c.quarantine = Some(Duration::from_secs(30));
+        assert_eq!(
+            message(&c),
+            "quarantine (30 s) must be at least lease·(1+ρ) = 30.3 s (lease 30 s, ρ 1%): \
+             raise quarantine to at least 30.3 s or leave it None"
+        );
+        let mut c = Config::new(3, 0);
+        c.max_drift_ppm = 150_000;
+        assert_eq!(
+            message(&c),
+            "drift bound 150000 ppm (15%) exceeds 100000 ppm (10%): lower max_drift_ppm to at most 100000"
+        );
+        let mut c = Config::new(3, 0);
+        c.backoff_min = Duration::from_millis(600);
+        assert_eq!(
+            message(&c),
+            "backoff_min (600 ms) exceeds backoff_max (500 ms): lower backoff_min or raise backoff_max"
+        );
+        let mut c = Config::new(3, 0);
+        c.query_timeout = Duration::ZERO;
+        assert_eq!(message(&c), "query_timeout is zero: make it positive");
+        let mut c = Config::new(3, 0);
+        c.limits.max_message_size = 10;
+        assert_eq!(message(&c), "limits.max_message_size is 10, below its minimum 64: raise it to at least 64");
+        let mut c = Config::new(3, 0);
+        c.persist_floor = true;
+        c.floor_chunk = 0;
+        assert!(message(&c).contains("floor_chunk is 0"));
+        assert_eq!(message(&Config::new(3, 5)), "node index 5 is not below the cluster size 3: use an index in 0..3");
+        assert!(message(&Config::new(70, 0)).starts_with("cluster size 70 is outside 1..=64"));
+        let lone = ConfigError::RestartNeedsDurableFloor { nodes: 1 };
+        assert!(alloc::format!("{lone}").contains("durable floor or as Start::Bootstrap"));
+        let mut c = Config::new(3, 0);
+        c.max_drift_ppm = 1_000;
+        c.lease = Duration::from_millis(1500);
+        c.attempt_timeout = Duration::from_millis(200);
+        assert!(message(&c).contains("lease·(1−ρ) = 1.49 s (lease 1.5 s, ρ 0.1%)"), "{}", message(&c));
     }
 }

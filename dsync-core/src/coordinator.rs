@@ -46,6 +46,8 @@ struct Round {
     granted: NodeSet,
     /// Nodes that answered, plus nodes reported down when the round began.
     answered: NodeSet,
+    /// Nodes in `answered` only because they were reported down (no real answer).
+    down: NodeSet,
     contended: usize,
     unreachable: usize,
     overloaded: usize,
@@ -110,6 +112,8 @@ struct LockState {
     /// A locker woke this lock while an attempt was in flight: if that attempt fails, retry at once.
     /// (A locker never wakes the lock whose own grant it removed, so a lock cannot wake itself into a spin.)
     woken: bool,
+    /// A `try_lock`: one attempt, no backoff retries; fails `Contended` when others hold the resources.
+    once: bool,
     phase: Phase,
     armed: Instant,
 }
@@ -206,6 +210,7 @@ impl Coordinator {
         mode: Mode,
         mut resources: Vec<String>,
         deadline: Option<Instant>,
+        once: bool,
         cfg: &Config,
         locker: &Locker,
         io: &mut Io,
@@ -247,6 +252,7 @@ impl Coordinator {
                 last_uid: 0,
                 last_reason: FailReason::Timeout,
                 woken: false,
+                once,
                 heard: NodeSet::EMPTY,
                 phase: Phase::Backoff(now),
                 armed: Instant::MAX,
@@ -287,6 +293,11 @@ impl Coordinator {
     /// Forgets a lock in any state; its grants and reservations are released.
     pub(crate) fn cancel(&mut self, id: LockId, io: &mut Io) -> bool {
         let Some(lock) = self.remove(id, io) else { return false };
+        if matches!(lock.phase, Phase::Backoff(_)) && lock.attempts == 0 {
+            // Held back before its first round (an undecided bootstrap): nothing was sent, nothing to release.
+            self.pending -= 1;
+            return true;
+        }
         let (uid, granted) = match &lock.phase {
             Phase::Acquiring(r) => (r.uid, r.granted),
             Phase::Backoff(_) => (lock.last_uid, NodeSet::EMPTY),
@@ -479,6 +490,9 @@ impl Coordinator {
                 let hit = match &mut lock.phase {
                     Phase::Acquiring(r) => {
                         let new = r.answered.insert(peer);
+                        if new {
+                            r.down.insert(peer);
+                        }
                         r.unreachable += usize::from(new);
                         new
                     }
@@ -502,9 +516,79 @@ impl Coordinator {
         }
     }
 
+    /// The transport (re)connected to `peer`. A round that went out before the connection was up has no
+    /// answer from it and would wait a full `attempt_timeout`: the same request (same uid) goes to the peer
+    /// now, and a peer counted as unreachable only because it was believed down counts as unanswered again.
+    /// Locks backing off after a failure for want of a quorum retry at once; a refresh round in flight
+    /// asks the peer too.
+    pub(crate) fn on_peer_up(&mut self, peer: usize, now: Instant, cfg: &Config, locker: &Locker, io: &mut Io) {
+        let mut retry = Vec::new();
+        for (&id, lock) in self.locks.iter_mut() {
+            match &mut lock.phase {
+                Phase::Acquiring(r) => {
+                    if r.answered.contains(peer) && !r.down.contains(peer) {
+                        continue; // a real answer
+                    }
+                    if r.down.contains(peer) {
+                        r.down.remove(peer);
+                        r.answered.remove(peer);
+                        r.unreachable = r.unreachable.saturating_sub(1);
+                    }
+                    let msg = LockMsg {
+                        uid: r.uid,
+                        ticket: lock.ticket,
+                        mode: lock.mode,
+                        proposal: r.proposal,
+                        resources: lock.resources.clone(),
+                    };
+                    io.send(peer, Message::Lock(msg));
+                }
+                Phase::Backoff(_) if lock.attempts > 0 && lock.last_reason == FailReason::NoQuorum => retry.push(id),
+                Phase::Held(h) => {
+                    if let Some(rr) = &mut h.refresh {
+                        if !rr.ok.contains(peer) && !rr.not_held.contains(peer) {
+                            rr.missing.remove(peer);
+                            io.send(peer, Message::Refresh { uid: h.uid, seq: rr.seq });
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        for id in retry {
+            io.counters.retries += 1;
+            self.start_round(id, now, cfg, locker, io);
+        }
+    }
+
+    /// An undecided bootstrap decided: the locks held back before their first round start now.
+    pub(crate) fn on_gate_open(&mut self, now: Instant, cfg: &Config, locker: &Locker, io: &mut Io) {
+        let waiting: Vec<LockId> = self
+            .locks
+            .iter()
+            .filter(|(_, l)| matches!(l.phase, Phase::Backoff(_)) && l.attempts == 0)
+            .map(|(&id, _)| id)
+            .collect();
+        for id in waiting {
+            self.start_round(id, now, cfg, locker, io);
+        }
+    }
+
     // ----- transitions -----
 
     fn start_round(&mut self, id: LockId, now: Instant, cfg: &Config, locker: &Locker, io: &mut Io) {
+        if locker.undecided() {
+            // An undecided bootstrap sends no round (PROTOCOL.md §6.5): its "fresh" answers promise that.
+            let Some(lock) = self.locks.get_mut(&id) else { return };
+            lock.last_reason = FailReason::NoQuorum;
+            if lock.once || lock.deadline.is_some_and(|d| now >= d) {
+                self.finish_failed(id, FailReason::NoQuorum, io);
+            } else {
+                lock.phase = Phase::Backoff(lock.deadline.unwrap_or(Instant::MAX));
+                self.reschedule(id, io);
+            }
+            return;
+        }
         let uid = self.uid_base.wrapping_add(self.uid_seq);
         self.uid_seq += 1;
         let Some(lock) = self.locks.get_mut(&id) else { return };
@@ -519,6 +603,7 @@ impl Coordinator {
             proposal,
             granted: NodeSet::EMPTY,
             answered: io.down,
+            down: io.down,
             contended: 0,
             unreachable: io.down.len(),
             overloaded: 0,
@@ -585,7 +670,7 @@ impl Coordinator {
         self.by_uid.remove(&uid);
         lock.last_reason = reason;
         lock.attempts = lock.attempts.saturating_add(1);
-        if core::mem::take(&mut lock.woken) {
+        if core::mem::take(&mut lock.woken) && !lock.once {
             io.counters.retries += 1;
             self.start_round(id, now, cfg, locker, io);
             return;
@@ -595,6 +680,10 @@ impl Coordinator {
             lock.quick_retries += 1;
             io.counters.retries += 1;
             self.start_round(id, now, cfg, locker, io);
+            return;
+        }
+        if lock.once {
+            self.finish_failed(id, reason, io);
             return;
         }
         lock.quick_retries = 0;
@@ -619,13 +708,29 @@ impl Coordinator {
         let q = self.quorum(lock.mode);
         let timed_out = now >= r.sent_at + cfg.attempt_timeout;
         let silent = NodeSet(NodeSet::all(self.n).0 & !r.answered.0);
-        let unanswered = if timed_out { silent.len() } else { NodeSet(silent.0 & !lock.heard.0).len() };
+        // Answers alone decided the attempt (quorum out of reach): the nodes that had not answered yet were
+        // merely slower than the refusals (the own locker answers at once), not evidence of a lost quorum.
+        let decided = r.granted.len() + silent.len() < q;
+        let unanswered = if decided && !timed_out {
+            0
+        } else if timed_out || lock.once {
+            silent.len()
+        } else {
+            NodeSet(silent.0 & !lock.heard.0).len()
+        };
+        let contended = if lock.once { FailReason::Contended } else { FailReason::Timeout };
         if self.n - (r.unreachable + unanswered) < q {
             FailReason::NoQuorum
         } else if r.overloaded > 0 && r.contended == 0 {
             FailReason::Overloaded
-        } else if r.contended > 0 || timed_out {
-            FailReason::Timeout
+        } else if r.contended > 0 {
+            contended
+        } else if timed_out {
+            if lock.once {
+                FailReason::NoQuorum
+            } else {
+                FailReason::Timeout
+            }
         } else {
             lock.last_reason
         }

@@ -17,6 +17,7 @@ pub struct QueryId(pub u64);
 
 /// Why an acquisition ended without the lock.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum FailReason {
     /// The deadline passed while the resources were held or reserved by others.
     Timeout,
@@ -24,6 +25,9 @@ pub enum FailReason {
     NoQuorum,
     /// Lockers refused because their tables are full.
     Overloaded,
+    /// A [`crate::Node::try_lock`] attempt was refused because others hold or wait for the resources, while
+    /// a quorum of nodes did answer.
+    Contended,
 }
 
 impl fmt::Display for FailReason {
@@ -32,6 +36,7 @@ impl fmt::Display for FailReason {
             FailReason::Timeout => "timed out waiting for the lock",
             FailReason::NoQuorum => "no quorum of nodes reachable",
             FailReason::Overloaded => "lockers overloaded",
+            FailReason::Contended => "held or reserved by others",
         })
     }
 }
@@ -95,6 +100,38 @@ pub struct HolderEntry {
     pub granted_by: NodeSet,
 }
 
+/// Whether this node's locker grants requests, and if not, what it waits for ([`crate::Node::serving_state`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ServingState {
+    /// The locker grants requests.
+    Serving,
+    /// A [`crate::Start::Bootstrap`] node has not decided yet whether it is a first boot: it waits for the
+    /// standing of every peer (PROTOCOL.md §6.5).
+    Bootstrapping {
+        /// Peers whose latest answer was `Fresh` or `BootedWithYou`.
+        fresh: NodeSet,
+        /// Peers still to answer so (they may be down, unreachable or slow).
+        waiting: NodeSet,
+    },
+    /// Restart quarantine: grants of an earlier incarnation may still be believed until `until`.
+    Quarantined {
+        /// Local instant at which the quarantine ends.
+        until: Instant,
+        /// Whether the fencing floor is known already (otherwise floor recovery follows).
+        floor_known: bool,
+    },
+    /// Quarantine over, learning the fencing floor from a read quorum of peers (PROTOCOL.md §7.2).
+    RecoveringFloor {
+        /// Peers that answered with their floor.
+        known: NodeSet,
+        /// Peers that answered they do not know theirs (recovering or bootstrapping too).
+        unknown: NodeSet,
+        /// How many peers must know theirs (a read quorum).
+        needed: usize,
+    },
+}
+
 /// What the application learns; drained with [`crate::Node::poll_event`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Event {
@@ -156,6 +193,15 @@ pub enum Event {
     PersistFloor {
         /// The floor to store.
         floor: u64,
+    },
+    /// This node's locker starts granting requests (emitted once per node: at the first poll for a first
+    /// boot, when a restart's quarantine ended and its floor is known, or when a bootstrap decided).
+    Serving,
+    /// A restart quarantine began (at start for a restart, at the decision for a bootstrap that found
+    /// history): this node grants nothing before `until` on its clock.
+    Quarantined {
+        /// Local instant at which the quarantine ends.
+        until: Instant,
     },
 }
 

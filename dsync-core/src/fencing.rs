@@ -39,6 +39,8 @@ impl Fencing {
             Start::FirstBoot => (0, true),
             Start::Restart { durable_floor: Some(f) } => (f, true),
             Start::Restart { durable_floor: None } => (0, cfg.bug(crate::config::bugs::NO_FLOOR_RECOVERY)),
+            // Unknown until the bootstrap decides: 0 at a first boot, else recovered like a restart's.
+            Start::Bootstrap => (0, false),
         };
         let durable =
             cfg.persist_floor.then_some(Durable { persisted: floor, requested: floor, chunk: cfg.floor_chunk });

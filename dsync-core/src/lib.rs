@@ -44,7 +44,9 @@
 //!             moved = true;
 //!         }
 //!         while let Some(e) = nodes[from].poll_event() {
-//!             events.push((from, e));
+//!             if e != Event::Serving { // each node reports once that its locker serves
+//!                 events.push((from, e));
+//!             }
 //!         }
 //!     }
 //!     if !moved {
@@ -91,9 +93,9 @@ pub mod wire;
 pub use config::PlantedBug;
 pub use config::{Config, ConfigError, Limits, Start};
 pub use coordinator::LockInfo;
-pub use event::{Counters, Event, FailReason, HolderEntry, LockId, QueryId, RequestError};
+pub use event::{Counters, Event, FailReason, HolderEntry, LockId, QueryId, RequestError, ServingState};
 pub use node::Node;
 pub use outbox::Transmit;
 pub use quorum::NodeSet;
 pub use time::{Duration, Instant};
-pub use wire::{DenyReason, ForceTarget, Message, Mode};
+pub use wire::{DenyReason, ForceTarget, Message, Mode, Standing};

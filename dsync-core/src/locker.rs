@@ -23,7 +23,8 @@ use crate::hash::{new_map, Map};
 use crate::outbox::Io;
 use crate::rng::mix64;
 use crate::time::{Duration, Instant};
-use crate::wire::{DenyReason, ForceTarget, LockMsg, Message, Mode, Outcome, WireEntry};
+use crate::quorum::NodeSet;
+use crate::wire::{DenyReason, ForceTarget, LockMsg, Message, Mode, Outcome, Standing, WireEntry};
 use alloc::boxed::Box;
 use alloc::collections::BTreeSet;
 use alloc::string::String;
@@ -152,13 +153,37 @@ pub(crate) struct Locker {
     /// When expired entries of `reserved` may next be swept (sweeps are rate-limited: each is O(table)).
     next_sweep: Instant,
     fencing: Fencing,
+    /// `Instant::MAX` while a bootstrap is undecided.
     quarantine_until: Instant,
+    /// When this incarnation started: a bootstrap that finds history counts its quarantine from here.
+    started: Instant,
+    boot: Boot,
+}
+
+/// Where a [`Start::Bootstrap`] node stands (PROTOCOL.md §6.5); what it answers to `FloorQuery`.
+#[derive(Debug)]
+enum Boot {
+    /// Undecided: it has granted nothing and sent no round. Keeps the incarnation each peer last asked
+    /// with (0: none), to vouch for those peers if it decides first boot.
+    Undecided { seen: Vec<u64> },
+    /// Decided first boot; per peer, the incarnation its decision counted as fresh (0: none).
+    Booted { vouched: Vec<u64> },
+    /// Any other start, or a bootstrap that found history.
+    Other,
 }
 
 impl Locker {
     pub(crate) fn new(cfg: &Config, now: Instant, start: Start) -> Self {
         let quarantined = matches!(start, Start::Restart { .. }) && !cfg.bug(bugs::NO_RESTART_QUARANTINE);
-        let quarantine_until = if quarantined { now + cfg.effective_quarantine() } else { now };
+        let quarantine_until = match start {
+            Start::Bootstrap => Instant::MAX,
+            _ if quarantined => now + cfg.effective_quarantine(),
+            _ => now,
+        };
+        let boot = match start {
+            Start::Bootstrap => Boot::Undecided { seen: alloc::vec![0; cfg.nodes] },
+            _ => Boot::Other,
+        };
         let seed = cfg.seed ^ 0x6c6f_636b_6572; // "locker": hash keys differ from the coordinator's
         Locker {
             hold: cfg.locker_hold(),
@@ -174,6 +199,8 @@ impl Locker {
             next_sweep: now,
             fencing: Fencing::new(cfg, start),
             quarantine_until,
+            started: now,
+            boot,
         }
     }
 
@@ -185,6 +212,21 @@ impl Locker {
 
     pub(crate) fn needs_floor(&self) -> bool {
         !self.fencing.known()
+    }
+
+    /// Whether fencing marks are known (a first boot, a durable floor, or recovered from peers).
+    pub(crate) fn floor_known(&self) -> bool {
+        self.fencing.known()
+    }
+
+    /// A bootstrap that has not decided yet: no grants, and no lock rounds from this node's coordinator.
+    pub(crate) fn undecided(&self) -> bool {
+        matches!(self.boot, Boot::Undecided { .. })
+    }
+
+    /// When the restart quarantine ends (`Instant::MAX` while a bootstrap is undecided).
+    pub(crate) fn quarantine_until(&self) -> Instant {
+        self.quarantine_until
     }
 
     pub(crate) fn grant_count(&self) -> usize {
@@ -336,9 +378,55 @@ impl Locker {
         io.send(from, Message::ForceUnlockReply { qid, removed });
     }
 
-    pub(crate) fn handle_floor_query(&mut self, from: usize, qid: u64, io: &mut Io) {
+    pub(crate) fn handle_floor_query(&mut self, cfg: &Config, from: usize, qid: u64, incarnation: u64, io: &mut Io) {
         let floor = self.fencing.known().then(|| self.fencing.max());
-        io.send(from, Message::FloorReply { qid, floor });
+        let standing = match &mut self.boot {
+            Boot::Undecided { seen } => {
+                // Remembered to vouch for this incarnation if we boot: it asked, so it started before we decide.
+                if let Some(slot) = seen.get_mut(from) {
+                    *slot = incarnation;
+                }
+                Standing::Fresh
+            }
+            Boot::Booted { vouched } => match vouched.get(from).copied() {
+                Some(v) if v != 0 && (v == incarnation || cfg.bug(bugs::VOUCH_ANY_INCARNATION)) => {
+                    Standing::BootedWithYou
+                }
+                _ => Standing::History,
+            },
+            Boot::Other => Standing::History,
+        };
+        io.send(from, Message::FloorReply { qid, floor, standing });
+    }
+
+    /// The bootstrap decided first boot: the floor is 0 and known, no quarantine, and the peers in `fresh`
+    /// are vouched for at the incarnation they last asked with.
+    pub(crate) fn boot_first(&mut self, fresh: NodeSet) {
+        let Boot::Undecided { seen } = &mut self.boot else { return };
+        let mut vouched = core::mem::take(seen);
+        for (peer, inc) in vouched.iter_mut().enumerate() {
+            if !fresh.contains(peer) {
+                *inc = 0;
+            }
+        }
+        self.boot = Boot::Booted { vouched };
+        self.quarantine_until = self.started;
+        self.fencing.learn(0);
+    }
+
+    /// The bootstrap found history: from now on exactly a restart without a durable floor, started at
+    /// `started`. Returns when its quarantine ends.
+    pub(crate) fn boot_history(&mut self, cfg: &Config) -> Instant {
+        if !self.undecided() {
+            return self.quarantine_until;
+        }
+        self.boot = Boot::Other;
+        self.quarantine_until = if cfg.bug(bugs::NO_RESTART_QUARANTINE) {
+            self.started
+        } else {
+            self.started + cfg.effective_quarantine()
+        };
+        self.quarantine_until
     }
 
     /// Drops every grant whose lease ran out by `now`.

@@ -2,10 +2,11 @@
 
 use crate::config::{Config, ConfigError, Start};
 use crate::coordinator::{Coordinator, LockInfo};
-use crate::event::{Counters, Event, LockId, QueryId, RequestError};
+use crate::event::{Counters, Event, LockId, QueryId, RequestError, ServingState};
 use crate::locker::Locker;
 use crate::outbox::{Io, Transmit};
 use crate::query::Queries;
+use crate::quorum::{read_quorum, NodeSet};
 use crate::time::Instant;
 use crate::timers::Timer;
 use crate::wire::{ForceTarget, Message, Mode, WireEntry};
@@ -30,23 +31,40 @@ pub struct Node {
     coord: Coordinator,
     queries: Queries,
     io: Io,
+    /// This start's incarnation (PROTOCOL.md §6.5).
+    incarnation: u64,
+    /// Whether `Event::Serving` was emitted.
+    served: bool,
+    /// Whether the coordinator may be holding locks back for an undecided bootstrap.
+    held_back: bool,
 }
 
 impl Node {
     /// Starts a node at local time `now`. A [`Start::Restart`] node denies every request during its
-    /// quarantine and, without a durable floor, until it has learned the fencing floor from its peers.
+    /// quarantine and, without a durable floor, until it has learned the fencing floor from its peers. A
+    /// [`Start::Bootstrap`] node first asks every peer whether it has history (PROTOCOL.md §6.5).
     pub fn new(cfg: Config, now: Instant, start: Start) -> Result<Node, ConfigError> {
         cfg.validate()?;
         cfg.validate_start(start)?;
         let mut io = Io::new(cfg.id, cfg.nodes);
         let mut locker = Locker::new(&cfg, now, start);
         let mut queries = Queries::default();
+        let incarnation = incarnation_of(cfg.seed);
+        if locker.undecided() && cfg.nodes == 1 {
+            locker.boot_first(crate::quorum::NodeSet::EMPTY); // nobody to ask: a lone node is a new cluster
+        }
+        if locker.quarantine_until() > now && locker.quarantine_until() != Instant::MAX {
+            io.emit(Event::Quarantined { until: locker.quarantine_until() });
+        }
         if locker.needs_floor() {
-            queries.start_floor_recovery(&cfg, now, &mut io);
+            queries.start_floor_recovery(&cfg, now, incarnation, locker.undecided(), &mut io);
         }
         locker.request_persist(&mut io);
         let coord = Coordinator::new(&cfg);
-        Ok(Node { cfg, now, locker, coord, queries, io })
+        let mut node = Node { cfg, now, locker, coord, queries, io, incarnation, served: false, held_back: false };
+        node.held_back = node.locker.undecided();
+        node.check_serving(now);
+        Ok(node)
     }
 
     // ----- getters -----
@@ -59,6 +77,31 @@ impl Node {
     /// This node's index.
     pub fn id(&self) -> usize {
         self.cfg.id
+    }
+
+    /// This start's incarnation: a non-zero number derived from [`Config::seed`] (fresh per start), which
+    /// peers use to tell this start from earlier ones of the same node.
+    pub fn incarnation(&self) -> u64 {
+        self.incarnation
+    }
+
+    /// Whether this node's locker serves at `now`, and if not, what it waits for.
+    pub fn serving_state(&self, now: Instant) -> ServingState {
+        let now = self.now.max(now);
+        if self.locker.serving(now) {
+            return ServingState::Serving;
+        }
+        let mut peers = NodeSet::all(self.cfg.nodes);
+        peers.remove(self.cfg.id);
+        if let Some(fresh) = self.queries.boot_fresh() {
+            return ServingState::Bootstrapping { fresh, waiting: NodeSet(peers.0 & !fresh.0) };
+        }
+        let until = self.locker.quarantine_until();
+        if now < until {
+            return ServingState::Quarantined { until, floor_known: self.locker.floor_known() };
+        }
+        let (known, unknown) = self.queries.floor_answers();
+        ServingState::RecoveringFloor { known, unknown, needed: read_quorum(self.cfg.nodes) }
     }
 
     /// Counters since start.
@@ -139,12 +182,18 @@ impl Node {
         self.pump(now);
     }
 
-    /// The transport (re)connected to `peer`.
+    /// The transport (re)connected to `peer`. Nothing waits for a retry timer because of the outage: a
+    /// bootstrap or floor recovery asks the peer at once, lock rounds and refreshes in flight send it their
+    /// request, and locks backing off for want of a quorum retry now.
     pub fn handle_peer_up(&mut self, now: Instant, peer: usize) {
-        self.advance(now);
-        if peer < self.cfg.nodes && peer != self.cfg.id {
-            self.io.down.remove(peer);
+        let now = self.advance(now);
+        if peer >= self.cfg.nodes || peer == self.cfg.id {
+            return;
         }
+        self.io.down.remove(peer);
+        self.queries.on_peer_up(peer, &mut self.io);
+        self.coord.on_peer_up(peer, now, &self.cfg, &self.locker, &mut self.io);
+        self.pump(now);
     }
 
     /// The transport lost `peer`: rounds stop waiting for it and count it as a refusal.
@@ -183,7 +232,24 @@ impl Node {
     {
         let now = self.advance(now);
         let resources: Vec<String> = resources.into_iter().map(Into::into).collect();
-        let id = self.coord.lock(now, mode, resources, deadline, &self.cfg, &self.locker, &mut self.io)?;
+        let id = self.coord.lock(now, mode, resources, deadline, false, &self.cfg, &self.locker, &mut self.io)?;
+        self.pump(now);
+        Ok(id)
+    }
+
+    /// Tries `resources` in `mode` once, without waiting: the outcome arrives as [`Event::Acquired`], or as
+    /// [`Event::Failed`] with [`crate::FailReason::Contended`] (others hold or wait for them, and a quorum answered),
+    /// [`crate::FailReason::NoQuorum`] (a quorum could not answer or grant; at once while a bootstrap is undecided)
+    /// or [`crate::FailReason::Overloaded`]. It never backs off; an attempt ends as soon as its outcome is decided,
+    /// at the latest after `attempt_timeout`. Quick re-proposals after a stale fencing token still happen.
+    pub fn try_lock<I, S>(&mut self, now: Instant, mode: Mode, resources: I) -> Result<LockId, RequestError>
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let now = self.advance(now);
+        let resources: Vec<String> = resources.into_iter().map(Into::into).collect();
+        let id = self.coord.lock(now, mode, resources, None, true, &self.cfg, &self.locker, &mut self.io)?;
         self.pump(now);
         Ok(id)
     }
@@ -235,10 +301,10 @@ impl Node {
 
     /// When to call [`Node::handle_timeout`] next; `None` when nothing is waiting.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        match (self.io.timers.next(), self.locker.next_expiry()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        // The quarantine's end, so `Event::Serving` is reported on time (only while it is still ahead).
+        let until = self.locker.quarantine_until();
+        let quarantine = (!self.served && until > self.now && until != Instant::MAX).then_some(until);
+        [self.io.timers.next(), self.locker.next_expiry(), quarantine].into_iter().flatten().min()
     }
 
     // ----- internals -----
@@ -260,7 +326,7 @@ impl Node {
             Message::Unlock { uid, ticket, reply } => locker.handle_unlock(now, from, uid, ticket, reply, io),
             Message::Query { qid, resource } => locker.handle_query(now, from, qid, resource, io),
             Message::ForceUnlock { qid, target } => locker.handle_force(now, from, qid, target, io),
-            Message::FloorQuery { qid } => locker.handle_floor_query(from, qid, io),
+            Message::FloorQuery { qid, incarnation } => locker.handle_floor_query(cfg, from, qid, incarnation, io),
             Message::LockReply { uid, outcome, mark } => {
                 self.coord.on_lock_reply(from, uid, outcome, mark, now, cfg, locker, io)
             }
@@ -271,14 +337,42 @@ impl Node {
                 self.queries.on_query_reply(from, qid, entries, truncated, io)
             }
             Message::ForceUnlockReply { qid, removed } => self.queries.on_force_reply(from, qid, removed, io),
-            Message::FloorReply { qid, floor } => self.queries.on_floor_reply(from, qid, floor, cfg, locker, io),
+            Message::FloorReply { qid, floor, standing } => {
+                self.queries.on_floor_reply(from, qid, floor, standing, cfg, locker, io)
+            }
         }
     }
 
-    /// Delivers messages this node sent to itself until none are left.
+    /// Delivers messages this node sent to itself until none are left; then lets locks held back by an
+    /// undecided bootstrap go once it decided, and reports when the locker starts serving.
     fn pump(&mut self, now: Instant) {
-        while let Some(message) = self.io.loopback.pop_front() {
-            self.dispatch(now, self.cfg.id, message);
+        loop {
+            while let Some(message) = self.io.loopback.pop_front() {
+                self.dispatch(now, self.cfg.id, message);
+            }
+            if self.held_back && !self.locker.undecided() {
+                self.held_back = false;
+                self.coord.on_gate_open(now, &self.cfg, &self.locker, &mut self.io);
+                continue;
+            }
+            break;
         }
+        self.check_serving(now);
+    }
+
+    /// Emits `Event::Serving` the first time the locker serves.
+    fn check_serving(&mut self, now: Instant) {
+        if !self.served && self.locker.serving(now) {
+            self.served = true;
+            self.io.emit(Event::Serving);
+        }
+    }
+}
+
+/// A non-zero incarnation from the start's seed (mixed, so nearby seeds give unrelated incarnations).
+fn incarnation_of(seed: u64) -> u64 {
+    match crate::rng::mix64(seed ^ 0x696e_6361_726e) {
+        0 => 1,
+        x => x,
     }
 }

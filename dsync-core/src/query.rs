@@ -1,14 +1,14 @@
 //! Rounds that ask every node and merge the answers: holder queries, force-unlocks, and the fencing-floor
 //! recovery of a restarted node.
 
-use crate::config::Config;
+use crate::config::{bugs, Config};
 use crate::event::{Event, HolderEntry, QueryId, RequestError};
 use crate::locker::Locker;
 use crate::outbox::Io;
-use crate::quorum::{read_quorum, NodeSet};
+use crate::quorum::{read_quorum, write_quorum, NodeSet};
 use crate::time::{Duration, Instant};
 use crate::timers::Timer;
-use crate::wire::{ForceTarget, Message, WireEntry};
+use crate::wire::{ForceTarget, Message, Standing, WireEntry};
 use alloc::collections::BTreeMap;
 use alloc::string::String;
 
@@ -27,13 +27,20 @@ struct Query {
     armed: Instant,
 }
 
-/// Learning the highest fencing token from a read quorum of peers after a restart without durable state.
+/// Learning the highest fencing token from a read quorum of peers after a restart without durable state,
+/// and, first, a bootstrap's question whether any peer has history (PROTOCOL.md §6.5).
 #[derive(Debug)]
 struct FloorRecovery {
+    /// This node's incarnation: a reply naming another qid was sent to an earlier start of this node.
     qid: u64,
+    /// Peers that answered with a known floor.
     answers: NodeSet,
+    /// Peers whose latest answer had no floor.
+    unknown: NodeSet,
     max: u64,
     armed: Instant,
+    /// While a bootstrap is undecided: the peers whose latest standing is `Fresh` or `BootedWithYou`.
+    boot: Option<NodeSet>,
 }
 
 #[derive(Debug, Default)]
@@ -189,44 +196,122 @@ impl Queries {
 
     // ----- floor recovery -----
 
-    pub(crate) fn start_floor_recovery(&mut self, cfg: &Config, now: Instant, io: &mut Io) {
-        let qid = self.next_qid();
-        self.floor = Some(FloorRecovery { qid, answers: NodeSet::EMPTY, max: 0, armed: Instant::MAX });
+    /// Starts asking the peers: for their floors, and first (`bootstrap`) for their standing.
+    /// `incarnation` is this node's, sent in every query and used as the qid.
+    pub(crate) fn start_floor_recovery(
+        &mut self,
+        cfg: &Config,
+        now: Instant,
+        incarnation: u64,
+        bootstrap: bool,
+        io: &mut Io,
+    ) {
+        self.floor = Some(FloorRecovery {
+            qid: incarnation,
+            answers: NodeSet::EMPTY,
+            unknown: NodeSet::EMPTY,
+            max: 0,
+            armed: Instant::MAX,
+            boot: bootstrap.then_some(NodeSet::EMPTY),
+        });
         self.on_floor_timer(cfg, now, io);
     }
 
-    /// (Re)asks every peer that has not answered yet.
+    /// (Re)asks every reachable peer whose answer is still needed.
     pub(crate) fn on_floor_timer(&mut self, cfg: &Config, now: Instant, io: &mut Io) {
         let Some(f) = &mut self.floor else { return };
         f.armed = Instant::MAX;
-        let mut ask = NodeSet(io.reachable().0 & !f.answers.0);
-        ask.remove(io.me);
-        io.send_to(ask, Message::FloorQuery { qid: f.qid });
+        let ask = NodeSet(io.reachable().0 & !f.needless(io.me).0);
+        io.send_to(ask, Message::FloorQuery { qid: f.qid, incarnation: f.qid });
         io.timers.set(Timer::FloorRetry, &mut f.armed, now + cfg.attempt_timeout);
     }
 
-    /// A peer's floor; once a read quorum of peers (this node excluded: it lost its state) answered, their
-    /// maximum covers every write token a write quorum accepted before the crash.
+    /// The transport connected to `peer`: ask it now rather than at the next retry.
+    pub(crate) fn on_peer_up(&mut self, peer: usize, io: &mut Io) {
+        let Some(f) = &self.floor else { return };
+        if !f.needless(io.me).contains(peer) {
+            io.send(peer, Message::FloorQuery { qid: f.qid, incarnation: f.qid });
+        }
+    }
+
+    /// A peer's floor and standing. A bootstrap decides on the standings (§6.5); floor recovery ends once a
+    /// read quorum of peers (this node excluded: it lost its state) gave a floor, whose maximum covers
+    /// every write token a write quorum accepted before the crash.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn on_floor_reply(
         &mut self,
         from: usize,
         qid: u64,
         floor: Option<u64>,
+        standing: Standing,
         cfg: &Config,
         locker: &mut Locker,
         io: &mut Io,
     ) {
         let Some(f) = &mut self.floor else { return };
-        let Some(value) = floor else { return };
         if f.qid != qid || from == io.me {
+            io.counters.stale_replies += 1;
             return;
         }
-        f.answers.insert(from);
-        f.max = f.max.max(value);
+        match floor {
+            Some(value) => {
+                f.answers.insert(from);
+                f.unknown.remove(from);
+                f.max = f.max.max(value);
+            }
+            None => {
+                if !f.answers.contains(from) {
+                    f.unknown.insert(from);
+                }
+            }
+        }
+        if let Some(fresh) = &mut f.boot {
+            let history = standing == Standing::History && !cfg.bug(bugs::BOOTSTRAP_IGNORES_HISTORY);
+            if history {
+                // Someone may rely on grants of an earlier incarnation: continue as a restart from our start.
+                f.boot = None;
+                let until = locker.boot_history(cfg);
+                io.emit(Event::Quarantined { until });
+            } else {
+                fresh.insert(from);
+                let peers = cfg.nodes - 1;
+                let needed = if cfg.bug(bugs::BOOTSTRAP_QUORUM_ONLY) { write_quorum(cfg.nodes).min(peers) } else { peers };
+                if fresh.len() >= needed {
+                    let fresh = *fresh;
+                    io.timers.set(Timer::FloorRetry, &mut f.armed, Instant::MAX);
+                    self.floor = None;
+                    locker.boot_first(fresh);
+                    return;
+                }
+                return;
+            }
+        }
         if f.answers.len() >= read_quorum(cfg.nodes) {
             io.timers.set(Timer::FloorRetry, &mut f.armed, Instant::MAX);
             locker.learn_floor(f.max, io);
             self.floor = None;
         }
+    }
+
+    /// While a bootstrap is undecided: the peers that answered `Fresh`/`BootedWithYou` last.
+    pub(crate) fn boot_fresh(&self) -> Option<NodeSet> {
+        self.floor.as_ref().and_then(|f| f.boot)
+    }
+
+    /// Floor recovery in progress: peers that gave a floor, and peers that said they know none.
+    pub(crate) fn floor_answers(&self) -> (NodeSet, NodeSet) {
+        self.floor.as_ref().map_or((NodeSet::EMPTY, NodeSet::EMPTY), |f| (f.answers, f.unknown))
+    }
+}
+
+impl FloorRecovery {
+    /// Nodes not to ask (again): this node, and peers whose answer is final for what we wait for.
+    fn needless(&self, me: usize) -> NodeSet {
+        let mut done = match self.boot {
+            Some(fresh) => fresh,
+            None => self.answers,
+        };
+        done.insert(me);
+        done
     }
 }

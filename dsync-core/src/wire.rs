@@ -11,7 +11,7 @@ use core::fmt;
 use serde::{Deserialize, Serialize};
 
 /// The wire protocol version this crate speaks.
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;
 
 /// A lock's mode: readers share, writers exclude everybody.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -77,6 +77,19 @@ pub enum ForceTarget {
         /// The attempt's uid.
         uid: u64,
     },
+}
+
+/// What a node answering a [`Message::FloorQuery`] says about its own history (PROTOCOL.md §6.5).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Standing {
+    /// The replier is an undecided bootstrapping node: it has granted nothing and sent no lock round.
+    Fresh,
+    /// The replier decided "first boot", and its decision counted the asker's incarnation given in the
+    /// query as `Fresh`.
+    BootedWithYou,
+    /// Anything else: serving, restarted, quarantined, recovering, or booted without having seen this
+    /// incarnation of the asker.
+    History,
 }
 
 /// One grant as a locker reports it to a holder query.
@@ -178,17 +191,21 @@ pub enum Message {
         /// Grants removed.
         removed: u32,
     },
-    /// A restarted node asks for the highest fencing token its peers know.
+    /// A restarted or bootstrapping node asks for the highest fencing token its peers know, and their standing.
     FloorQuery {
-        /// The query.
+        /// The query (the asker uses its incarnation, so replies to an earlier start are recognised).
         qid: u64,
+        /// The asker's incarnation ([`crate::Node::incarnation`]).
+        incarnation: u64,
     },
-    /// The answer; `None` while the peer does not know its own floor (it is recovering too).
+    /// The answer; `floor` is `None` while the peer does not know its own floor (it is recovering too).
     FloorReply {
         /// The query.
         qid: u64,
         /// The highest token this locker has granted or learned.
         floor: Option<u64>,
+        /// What the replier says about its own history, relative to the asker's incarnation.
+        standing: Standing,
     },
 }
 
@@ -290,6 +307,25 @@ mod tests {
             proposal: 42,
             resources: vec!["a".to_string(), "b".to_string()],
         })
+    }
+
+    #[test]
+    fn round_trips_floor_messages_with_incarnation_and_standing() {
+        for m in [
+            Message::FloorQuery { qid: 9, incarnation: u64::MAX },
+            Message::FloorReply { qid: 9, floor: None, standing: Standing::Fresh },
+            Message::FloorReply { qid: 9, floor: Some(3), standing: Standing::BootedWithYou },
+            Message::FloorReply { qid: 9, floor: Some(3), standing: Standing::History },
+        ] {
+            assert_eq!(decode(&encode(&m), 1024), Ok(m));
+        }
+    }
+
+    #[test]
+    fn version_one_envelopes_are_refused() {
+        let mut bytes = encode(&lock());
+        bytes[0] = 1;
+        assert_eq!(decode(&bytes, 1024), Err(WireError::UnsupportedVersion(1)));
     }
 
     #[test]

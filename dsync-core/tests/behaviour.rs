@@ -548,7 +548,7 @@ fn hostile_input_changes_nothing_and_never_panics() {
         Message::UnlockReply { uid: 12345, removed: true },
         Message::QueryReply { qid: 77, entries: vec![], truncated: true },
         Message::ForceUnlockReply { qid: 77, removed: 5 },
-        Message::FloorReply { qid: 77, floor: Some(u64::MAX) },
+        Message::FloorReply { qid: 77, floor: Some(u64::MAX), standing: dsync_core::Standing::BootedWithYou },
         Message::Wake { ticket: 12345 },
     ];
     for m in junk {
@@ -889,6 +889,7 @@ fn handle_timeout_early_or_repeated_is_harmless() {
 fn poll_timeout_advances_after_each_handle_timeout() {
     // One node alone: every message is loopback, so each timeout stands on its own.
     let mut solo = Node::new(dsync_core::Config::new(1, 0), Instant::ZERO, Start::FirstBoot).unwrap();
+    assert_eq!(solo.poll_event(), Some(Event::Serving), "a first boot serves at once");
     let lock = solo.lock(Instant::ZERO, W, ["r"], None).unwrap();
     let q = solo.query_holders(Instant::ZERO, None).unwrap();
     assert!(matches!(solo.poll_event(), Some(Event::Acquired { .. })));

@@ -236,8 +236,11 @@ fn message() -> impl Strategy<Value = Message> {
         )
             .prop_map(|(qid, target)| Message::ForceUnlock { qid, target }),
         (u(), any::<u32>()).prop_map(|(qid, removed)| Message::ForceUnlockReply { qid, removed }),
-        u().prop_map(|qid| Message::FloorQuery { qid }),
-        (u(), any::<Option<u64>>()).prop_map(|(qid, floor)| Message::FloorReply { qid, floor }),
+        (u(), u()).prop_map(|(qid, incarnation)| Message::FloorQuery { qid, incarnation }),
+        (u(), any::<Option<u64>>(), 0..3u8).prop_map(|(qid, floor, s)| {
+            let standing = [dsync_core::Standing::Fresh, dsync_core::Standing::BootedWithYou, dsync_core::Standing::History][s as usize];
+            Message::FloorReply { qid, floor, standing }
+        }),
     ]
 }
 

@@ -44,6 +44,8 @@ pub struct Cluster {
     pub blocked: BTreeSet<(usize, usize)>,
     /// Every event each node's current incarnation emitted, with the instant (lock ids restart at a restart).
     pub events: Vec<Vec<(Instant, Event)>>,
+    /// `Event::Serving` / `Event::Quarantined` of each node's current incarnation, with the instant.
+    pub status: Vec<Vec<(Instant, Event)>>,
     /// The last floor each node's embedder persisted and acknowledged (only with `persist_floor`).
     pub durable: Vec<Option<u64>>,
     /// Locks requested through the harness on each node's current incarnation.
@@ -62,6 +64,11 @@ impl Cluster {
     }
 
     pub fn with_seed(n: usize, seed: u64, f: impl Fn(&mut Config)) -> Self {
+        Self::starting(n, seed, Start::FirstBoot, f)
+    }
+
+    /// `n` nodes that all start at time 0 with `start` (each then needs its peers for a bootstrap or restart).
+    pub fn starting(n: usize, seed: u64, start: Start, f: impl Fn(&mut Config)) -> Self {
         let cfgs: Vec<Config> = (0..n)
             .map(|id| {
                 let mut c = Config::new(n, id);
@@ -70,7 +77,7 @@ impl Cluster {
                 c
             })
             .collect();
-        let nodes = cfgs.iter().map(|c| Some(Node::new(c.clone(), Instant::ZERO, Start::FirstBoot).unwrap())).collect();
+        let nodes = cfgs.iter().map(|c| Some(Node::new(c.clone(), Instant::ZERO, start).unwrap())).collect();
         let mut c = Cluster {
             n,
             cfgs,
@@ -79,6 +86,7 @@ impl Cluster {
             inflight: VecDeque::new(),
             blocked: BTreeSet::new(),
             events: vec![Vec::new(); n],
+            status: vec![Vec::new(); n],
             durable: vec![None; n],
             requests: vec![Vec::new(); n],
             acquisitions: Vec::new(),
@@ -175,11 +183,19 @@ impl Cluster {
 
     /// Restarts node `i` with a new seed and the given durable floor.
     pub fn restart(&mut self, i: usize, durable_floor: Option<u64>) {
+        self.start(i, Start::Restart { durable_floor });
+    }
+
+    /// Starts a crashed node `i` again, as `start`, with a fresh seed (a new incarnation).
+    pub fn start(&mut self, i: usize, start: Start) {
         self.next_seed += 1;
         let mut cfg = self.cfgs[i].clone();
         cfg.seed = self.next_seed;
-        let node = Node::new(cfg, self.now, Start::Restart { durable_floor }).unwrap();
+        let node = Node::new(cfg, self.now, start).unwrap();
         self.nodes[i] = Some(node);
+        self.events[i].clear();
+        self.status[i].clear();
+        self.requests[i].clear();
         self.pump(i);
     }
 
@@ -211,6 +227,11 @@ impl Cluster {
                             token: *token,
                             resources: req.resources.clone(),
                         });
+                    }
+                    // Serving status goes to its own list, so tests of locks see only lock events.
+                    Event::Serving | Event::Quarantined { .. } => {
+                        self.status[i].push((now, e));
+                        continue;
                     }
                     _ => {}
                 }
