@@ -25,8 +25,8 @@ pub enum Fault {
     Restart {
         /// The node.
         node: usize,
-        /// Restart with the floor its embedder persisted (only meaningful with `persist_floor`).
-        durable: bool,
+        /// What survived the crash.
+        kind: RestartKind,
     },
     /// The process handles nothing for `dur` of true time (a GC pause); its clock runs on.
     Pause {
@@ -58,6 +58,19 @@ pub enum Fault {
         /// Receiver.
         to: usize,
     },
+}
+
+/// What a restarted node still has, and so how it starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RestartKind {
+    /// `Start::Restart` with the floor its embedder persisted (only with `persist_floor`, else as `Volatile`).
+    Durable,
+    /// `Start::Restart` without a durable floor.
+    Volatile,
+    /// The state directory was wiped: `Start::Bootstrap`, and the persisted floor is gone. The world makes
+    /// this a `Volatile` restart when no other node is running with a decided start (then the whole cluster
+    /// would be fresh, which knowingly discards fencing history: PROTOCOL.md §6.5).
+    Wiped,
 }
 
 /// A fault at a true time (nanoseconds).
@@ -111,6 +124,8 @@ pub struct Swarm {
     pub heal_at: u64,
     /// The node the adversarial faults aim at (isolated more often; slowest clock in adversarial mode).
     pub victim: usize,
+    /// Every node starts with `Start::Bootstrap` (a brand-new cluster without state) instead of `FirstBoot`.
+    pub bootstrap_start: bool,
 }
 
 /// Options that are not drawn from the seed.
@@ -194,6 +209,7 @@ impl Swarm {
             gc_pause_max: r.log_range(100 * MS, 4 * S),
             heal_at: r.range(8 * S, 20 * S),
             victim,
+            bootstrap_start: r.chance(0.35),
         }
     }
 
@@ -227,8 +243,45 @@ impl Swarm {
                 sch.requests.push(c);
             }
         }
+        if r.chance(0.6) {
+            self.draw_wipe_wave(r, sch);
+        }
         sch.faults.sort_by_key(|f| f.at);
         sch.requests.sort_by_key(|q| q.at);
+    }
+
+    /// A wipe wave: while the victim holds a write lock, every other node crashes and comes back with a
+    /// wiped state directory (`Start::Bootstrap`) within milliseconds of the others, and one of them asks for
+    /// the victim's resource. The victim's lock relies on the old incarnations' grants, so they must find
+    /// history (the victim) before granting: its answer must not be ignored, a quorum of fresh peers must not
+    /// suffice while the victim is cut off, and an old first-boot record must not vouch for a new start.
+    fn draw_wipe_wave(&self, r: &mut Rng, sch: &mut Schedule) {
+        let n = self.nodes;
+        let lease = self.lease.as_nanos() as u64;
+        let at = r.range(S / 2, self.heal_at.saturating_sub(3 * lease).max(S / 2 + 1));
+        let res = format!("h{}", r.below(2));
+        let mut req = Request::write(self.victim, at, &res, 4 * lease);
+        req.writes = (1..=3).map(|k| PlannedWrite { after: k * lease / 2, pause: 0 }).collect();
+        sch.requests.push(req);
+        let wave = at + r.range(100 * MS, 500 * MS);
+        if r.chance(0.5) {
+            // Cut off, the victim cannot answer: only waiting for every peer keeps the others out.
+            sch.faults.push(FaultEvent { at: wave - MS, fault: Fault::Partition { side: 1 << self.victim, one_way: false } });
+            sch.faults.push(FaultEvent { at: wave + r.range(lease * 3 / 2, 3 * lease), fault: Fault::Heal });
+        }
+        for node in (0..n).filter(|&i| i != self.victim) {
+            sch.faults.push(FaultEvent { at: wave, fault: Fault::Crash { node } });
+            let back = wave + r.range(MS, 30 * MS);
+            sch.faults.push(FaultEvent { at: back, fault: Fault::Restart { node, kind: RestartKind::Wiped } });
+        }
+        let mut other = r.below(n as u64 - 1) as usize;
+        if other >= self.victim {
+            other += 1;
+        }
+        let mut c = Request::write(other, wave + r.range(40 * MS, 400 * MS), &res, r.range(50 * MS, 500 * MS));
+        c.deadline = Some(3 * lease);
+        c.writes = vec![PlannedWrite { after: 0, pause: 0 }];
+        sch.requests.push(c);
     }
 
     /// Each fault kind is on or off for this seed, and has its own rate.
@@ -249,6 +302,7 @@ impl Swarm {
         let clog = if n > 1 { rate(r, 0.4, 8.0) } else { 0.0 };
         let fast_restart = r.chance(0.5);
         let durable_p = r.unit();
+        let wiped_p = if r.chance(0.6) { r.unit() * 0.7 } else { 0.0 };
         let poisson = |r: &mut Rng, rate: f64, out: &mut Vec<u64>| {
             if rate <= 0.0 {
                 return;
@@ -271,7 +325,14 @@ impl Swarm {
                 let node = r.below(n as u64) as usize;
                 let down = if fast_restart { r.log_range(MS, 300 * MS) } else { r.log_range(100 * MS, 5 * S) };
                 out.push(FaultEvent { at, fault: Fault::Crash { node } });
-                out.push(FaultEvent { at: at + down, fault: Fault::Restart { node, durable: r.chance(durable_p) } });
+                let kind = if r.chance(wiped_p) {
+                    RestartKind::Wiped
+                } else if r.chance(durable_p) {
+                    RestartKind::Durable
+                } else {
+                    RestartKind::Volatile
+                };
+                out.push(FaultEvent { at: at + down, fault: Fault::Restart { node, kind } });
             }
         }
         times.clear();
@@ -338,6 +399,7 @@ impl Swarm {
             gc_pause_max: S,
             heal_at: 20 * S,
             victim: 0,
+            bootstrap_start: false,
         }
     }
 }

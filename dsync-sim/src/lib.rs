@@ -3,7 +3,8 @@
 //! A [`World`] runs 1 to 64 `dsync-core` nodes, each with its own drifting clock, over a simulated
 //! network, in a single-threaded discrete-event loop in virtual time. The seed chooses the world first
 //! (which faults exist and how hard: latency tails, loss, duplication, reordering, partitions, clogged
-//! links, crashes with and without a durable fencing floor, process pauses, clock drift — see
+//! links, crashes with and without a durable fencing floor or with a wiped state directory, whole clusters
+//! starting as `Start::Bootstrap`, process pauses, clock drift — see
 //! [`faults::Swarm`]) and then an explicit [`Schedule`] of faults and client requests. Clients take read,
 //! write and multi-resource locks over hot and cold resources and write to a fenced register while they
 //! hold, sometimes with a GC pause between their validity check and the write.
@@ -44,7 +45,7 @@ pub mod workload;
 pub mod world;
 
 pub use check::{Kind, Violation};
-pub use faults::{Fault, FaultEvent, Schedule, Swarm, SwarmOptions};
+pub use faults::{Fault, FaultEvent, RestartKind, Schedule, Swarm, SwarmOptions};
 pub use workload::{PlannedWrite, Request};
 pub use world::{RequestOutcome, Stats, World, WorldOptions};
 

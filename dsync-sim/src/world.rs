@@ -10,13 +10,15 @@ use crate::check::leaks::{table_violation, OwedReleases};
 use crate::check::liveness::Probe;
 use crate::check::{self, HoldRecord, Kind, Violation};
 use crate::clock::Clock;
-use crate::faults::{Fault, FaultEvent, Schedule, Swarm};
+use crate::faults::{Fault, FaultEvent, RestartKind, Schedule, Swarm};
 use crate::net::Net;
 use crate::rng::{mix64, Rng};
 use crate::trace::Trace;
 use crate::workload::{PlannedWrite, Request};
 use dsync_core::wire::{decode, encode, Outcome};
-use dsync_core::{Config, Duration, Event, Instant, LockId, Message, Mode, Node, PlantedBug, QueryId, Start, Transmit};
+use dsync_core::{
+    Config, Duration, Event, Instant, LockId, Message, Mode, Node, PlantedBug, QueryId, ServingState, Start, Transmit,
+};
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 
@@ -208,7 +210,8 @@ pub struct World {
 }
 
 impl World {
-    /// A cluster of `swarm.nodes` nodes, all booted at true time 0 on their own clocks. The end phases
+    /// A cluster of `swarm.nodes` nodes, all booted at true time 0 on their own clocks (as `FirstBoot`, or as
+    /// `Bootstrap` when [`Swarm::bootstrap_start`]). The end phases
     /// (heal at `swarm.heal_at`, then liveness probes, a holder query, stop and the final checks) are
     /// scheduled now.
     pub fn new(swarm: Swarm, seed: u64, opts: WorldOptions) -> World {
@@ -263,7 +266,8 @@ impl World {
             });
             let cfg = w.node_config(id, 0);
             let local = Instant::from_nanos(clock.to_local(0));
-            w.slots[id].node = Some(Node::new(cfg, local, Start::FirstBoot).expect("sim config is valid"));
+            let start = if w.swarm.bootstrap_start { Start::Bootstrap } else { Start::FirstBoot };
+            w.slots[id].node = Some(Node::new(cfg, local, start).expect("sim config is valid"));
             w.after_step(id);
         }
         w.push(w.swarm.heal_at, Ev::Phase(Phase::Heal));
@@ -688,6 +692,12 @@ impl World {
                 let at = now + self.rng.log_range(100_000, 20 * MS);
                 self.push(at, Ev::PersistDone { node: i, inc, floor });
             }
+            Event::Serving | Event::Quarantined { .. } => {
+                self.trace.mix(&[now, 14, i as u64]);
+                if self.trace.logging() {
+                    self.trace.log(now, format!("node{i} {e:?}"));
+                }
+            }
             Event::Released { .. } | Event::ForceUnlocked { .. } => {}
         }
     }
@@ -846,9 +856,9 @@ impl World {
         let n = self.swarm.nodes;
         match f {
             Fault::Crash { node } => self.crash(node),
-            Fault::Restart { node, durable } => {
+            Fault::Restart { node, kind } => {
                 if self.slots[node].node.is_none() {
-                    self.restart(node, durable);
+                    self.restart(node, kind);
                 }
             }
             Fault::Pause { node, dur } => {
@@ -911,11 +921,25 @@ impl World {
         }
     }
 
-    fn restart(&mut self, node: usize, durable: bool) {
+    fn restart(&mut self, node: usize, kind: RestartKind) {
         let inc = self.slots[node].inc + 1;
         let cfg = self.node_config(node, inc);
-        let durable = self.swarm.persist_floor && (durable || self.swarm.nodes == 1);
-        let start = Start::Restart { durable_floor: durable.then(|| self.slots[node].durable.unwrap_or(0)) };
+        let mut kind = kind;
+        if kind == RestartKind::Wiped && !self.someone_decided(node) {
+            // Every node would be fresh: a new cluster that knowingly drops its fencing history (§6.5), which
+            // the token checkers would rightly flag. A wiped disk here is out of scope.
+            kind = RestartKind::Volatile;
+        }
+        let start = if kind == RestartKind::Wiped {
+            self.slots[node].durable = None;
+            Start::Bootstrap
+        } else {
+            let durable = self.swarm.persist_floor && (kind == RestartKind::Durable || self.swarm.nodes == 1);
+            Start::Restart { durable_floor: durable.then(|| self.slots[node].durable.unwrap_or(0)) }
+        };
+        if self.trace.logging() {
+            self.trace.log(self.now, format!("node{node} starts as {start:?}"));
+        }
         let local = self.local_now(node);
         let s = &mut self.slots[node];
         s.inc = inc;
@@ -930,6 +954,16 @@ impl World {
                 self.push(at, Ev::Notify { node, peer: p });
             }
         }
+    }
+
+    /// Whether a node other than `node` runs with a decided start (not an undecided bootstrap).
+    fn someone_decided(&self, node: usize) -> bool {
+        (0..self.swarm.nodes).any(|i| {
+            i != node
+                && self.slots[i].node.as_ref().is_some_and(|nd| {
+                    !matches!(nd.serving_state(self.local_now(i)), ServingState::Bootstrapping { .. })
+                })
+        })
     }
 
     fn notify_all(&mut self) {
@@ -1002,7 +1036,7 @@ impl World {
                 for i in 0..n {
                     self.slots[i].paused_until = self.slots[i].paused_until.min(self.now);
                     if self.slots[i].node.is_none() {
-                        self.restart(i, true);
+                        self.restart(i, RestartKind::Durable);
                     }
                 }
                 self.notify_all();
