@@ -5,9 +5,11 @@ use std::path::Path;
 
 fn main() -> std::io::Result<()> {
     let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus");
-    for (target, seeds) in
-        [("wire_decode", dsync_fuzz::seeds::wire_decode()), ("tcp_frames", dsync_fuzz::seeds::tcp_frames())]
-    {
+    #[allow(unused_mut)]
+    let mut targets = vec![("wire_decode", dsync_fuzz::seeds::wire_decode())];
+    #[cfg(feature = "tcp")]
+    targets.push(("tcp_frames", dsync_fuzz::seeds::tcp_frames()));
+    for (target, seeds) in targets {
         let dir = corpus.join(target);
         std::fs::create_dir_all(&dir)?;
         for (name, bytes) in seeds {

@@ -15,5 +15,6 @@
 
 pub mod core_inputs;
 pub mod seeds;
+#[cfg(feature = "tcp")]
 pub mod tcp_frames;
 pub mod wire_decode;

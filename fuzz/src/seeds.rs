@@ -2,9 +2,11 @@
 //! that pass the parsers' checks and the corpus test exercises every message type from the first run.
 //! `cargo run -p dsync-fuzz --example write_seeds` writes them to `fuzz/corpus/<target>/seed-*`.
 
+#[cfg(feature = "tcp")]
 use crate::tcp_frames::handshake::{cluster, CHALLENGE_LEN, HELLO_LEN};
 use dsync_core::wire::{self, ForceTarget, LockMsg, Message, Mode, Outcome, WireEntry, PROTOCOL_VERSION};
-use dsync_core::DenyReason;
+use dsync_core::{DenyReason, Standing};
+#[cfg(feature = "tcp")]
 use dsync_tokio::tcp::encode_frame;
 
 /// One message of every kind.
@@ -30,8 +32,10 @@ pub fn every_message() -> Vec<Message> {
         Message::ForceUnlock { qid: 2, target: ForceTarget::Uid { owner: 1, uid: 7 } },
         Message::ForceUnlock { qid: 2, target: ForceTarget::Resource("orders".into()) },
         Message::ForceUnlockReply { qid: 2, removed: 1 },
-        Message::FloorQuery { qid: 3 },
-        Message::FloorReply { qid: 3, floor: Some(1 << 20) },
+        Message::FloorQuery { qid: 3, incarnation: 3 },
+        Message::FloorReply { qid: 3, floor: Some(1 << 20), standing: Standing::History },
+        Message::FloorReply { qid: 3, floor: None, standing: Standing::Fresh },
+        Message::FloorReply { qid: 3, floor: Some(0), standing: Standing::BootedWithYou },
     ]
 }
 
@@ -49,6 +53,7 @@ pub fn wire_decode() -> Vec<(String, Vec<u8>)> {
     out
 }
 
+#[cfg(feature = "tcp")]
 fn hello(from: u8, to: u8) -> Vec<u8> {
     let mut b = b"DSYNC\x01".to_vec();
     b.extend_from_slice(&PROTOCOL_VERSION.to_le_bytes());
@@ -60,6 +65,7 @@ fn hello(from: u8, to: u8) -> Vec<u8> {
 }
 
 /// Seeds for `tcp_frames`: (name, bytes).
+#[cfg(feature = "tcp")]
 pub fn tcp_frames() -> Vec<(String, Vec<u8>)> {
     let mut stream = Vec::new();
     for m in every_message() {

@@ -32,7 +32,7 @@ fn a_scripted_run_acquires_refreshes_releases_and_survives_abuse() {
         c.apply(&Action::Inject {
             to: 2,
             from,
-            msg: Forged::FloorReply { qid: Pick::Seen(2), floor: Some(Pick::Raw(u64::MAX)) },
+            msg: Forged::FloorReply { qid: Pick::Seen(2), floor: Some(Pick::Raw(u64::MAX)), standing: 1 },
         });
     }
     c.apply(&Action::Restart { node: 2, durable: true });

@@ -27,6 +27,8 @@ pub struct Book {
     pub floor_requested: Option<u64>,
     /// The latest floor acknowledged: what a durable restart gets back.
     pub floor_persisted: Option<u64>,
+    /// Whether this start reported `Event::Serving` (at most once).
+    pub serving: bool,
 }
 
 impl Book {
@@ -115,6 +117,11 @@ impl Book {
                 assert!(persist, "{event:?} from a node that does not persist its floor");
                 self.floor_requested = Some(floor);
             }
+            Event::Serving => {
+                assert!(!self.serving, "{event:?} reported twice by one start");
+                self.serving = true;
+            }
+            Event::Quarantined { until } => assert!(until > now, "{event:?}: a quarantine already over at {now:?}"),
         }
     }
 }

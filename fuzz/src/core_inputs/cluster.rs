@@ -249,7 +249,9 @@ impl Cluster {
         let m = &mut self.members[i];
         let durable_floor = if self.persist && durable { m.book.floor_persisted } else { None };
         let cfg = Config { id: i, seed: self.base.seed ^ (m.starts << 32) ^ i as u64, ..self.base.clone() };
-        match Node::new(cfg, now, Start::Restart { durable_floor }) {
+        // Every third non-durable restart comes back with a wiped state directory instead.
+        let start = if !durable && m.starts % 3 == 2 { Start::Bootstrap } else { Start::Restart { durable_floor } };
+        match Node::new(cfg, now, start) {
             Ok(node) => {
                 let persisted = m.book.floor_persisted;
                 m.node = node;
@@ -332,7 +334,7 @@ fn remember(seen: &mut Vec<u64>, msg: &Message) {
         | Message::QueryReply { qid, .. }
         | Message::ForceUnlock { qid, .. }
         | Message::ForceUnlockReply { qid, .. }
-        | Message::FloorQuery { qid }
+        | Message::FloorQuery { qid, .. }
         | Message::FloorReply { qid, .. } => push(*qid),
     }
 }

@@ -3,7 +3,7 @@
 //! drawn from those already seen on the wire) keep random inputs colliding with real protocol state.
 
 use arbitrary::Arbitrary;
-use dsync_core::wire::{DenyReason, ForceTarget, LockMsg, Message, Mode, Outcome, WireEntry};
+use dsync_core::wire::{DenyReason, ForceTarget, LockMsg, Message, Mode, Outcome, Standing, WireEntry};
 use std::time::Duration;
 
 /// Resource names lock requests draw from: six ordinary ones, the empty name, and one longer than the
@@ -190,7 +190,7 @@ pub enum Forged {
     ForceUnlock { qid: Pick, target: Option<u8>, owner: u8, uid: Pick },
     ForceUnlockReply { qid: Pick, removed: u32 },
     FloorQuery { qid: Pick },
-    FloorReply { qid: Pick, floor: Option<Pick> },
+    FloorReply { qid: Pick, floor: Option<Pick>, standing: u8 },
 }
 
 fn name(i: u8) -> String {
@@ -252,8 +252,13 @@ impl Forged {
                 },
             },
             Forged::ForceUnlockReply { qid, removed } => Message::ForceUnlockReply { qid: p(qid), removed: *removed },
-            Forged::FloorQuery { qid } => Message::FloorQuery { qid: p(qid) },
-            Forged::FloorReply { qid, floor } => Message::FloorReply { qid: p(qid), floor: floor.as_ref().map(p) },
+            // The asker's incarnation doubles as its qid, so a picked qid is a plausible incarnation too.
+            Forged::FloorQuery { qid } => Message::FloorQuery { qid: p(qid), incarnation: p(qid) },
+            Forged::FloorReply { qid, floor, standing } => Message::FloorReply {
+                qid: p(qid),
+                floor: floor.as_ref().map(p),
+                standing: [Standing::Fresh, Standing::BootedWithYou, Standing::History][usize::from(*standing % 3)],
+            },
         }
     }
 }
@@ -283,7 +288,7 @@ impl Tweak {
                 | Message::QueryReply { qid, .. }
                 | Message::ForceUnlock { qid, .. }
                 | Message::ForceUnlockReply { qid, .. }
-                | Message::FloorQuery { qid }
+                | Message::FloorQuery { qid, .. }
                 | Message::FloorReply { qid, .. },
                 Tweak::Qid(x),
             ) => *qid = x.get(seen),
