@@ -90,6 +90,11 @@ impl Fencing {
     /// Asks the embedder to persist a new floor when granted tokens come within half a chunk of the
     /// requested one, so grants rarely wait for storage.
     pub(crate) fn request_persist(&mut self, wanted: u64, io: &mut Io) {
+        if !self.known {
+            // A floor we do not know yet must not overwrite the embedder's: a crash before recovery would
+            // bring this node back as `Restart { durable_floor }` below tokens the cluster already issued.
+            return;
+        }
         if let Some(d) = &mut self.durable {
             let need = self.max.max(wanted);
             if need.saturating_add(d.chunk / 2) >= d.requested {

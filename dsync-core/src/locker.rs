@@ -401,7 +401,7 @@ impl Locker {
 
     /// The bootstrap decided first boot: the floor is 0 and known, no quarantine, and the peers in `fresh`
     /// are vouched for at the incarnation they last asked with.
-    pub(crate) fn boot_first(&mut self, fresh: NodeSet) {
+    pub(crate) fn boot_first(&mut self, fresh: NodeSet, io: &mut Io) {
         let Boot::Undecided { seen } = &mut self.boot else { return };
         let mut vouched = core::mem::take(seen);
         for (peer, inc) in vouched.iter_mut().enumerate() {
@@ -412,6 +412,7 @@ impl Locker {
         self.boot = Boot::Booted { vouched };
         self.quarantine_until = self.started;
         self.fencing.learn(0);
+        self.request_persist(io);
     }
 
     /// The bootstrap found history: from now on exactly a restart without a durable floor, started at

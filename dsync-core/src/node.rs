@@ -51,7 +51,7 @@ impl Node {
         let mut queries = Queries::default();
         let incarnation = incarnation_of(cfg.seed);
         if locker.undecided() && cfg.nodes == 1 {
-            locker.boot_first(crate::quorum::NodeSet::EMPTY); // nobody to ask: a lone node is a new cluster
+            locker.boot_first(NodeSet::EMPTY, &mut io); // nobody to ask: a lone node is a new cluster
         }
         if locker.quarantine_until() > now && locker.quarantine_until() != Instant::MAX {
             io.emit(Event::Quarantined { until: locker.quarantine_until() });

@@ -280,7 +280,7 @@ impl Queries {
                     let fresh = *fresh;
                     io.timers.set(Timer::FloorRetry, &mut f.armed, Instant::MAX);
                     self.floor = None;
-                    locker.boot_first(fresh);
+                    locker.boot_first(fresh, io);
                     return;
                 }
                 return;
