@@ -23,7 +23,6 @@ use crate::hash::{new_map, Map};
 use crate::outbox::Io;
 use crate::rng::mix64;
 use crate::time::{Duration, Instant};
-use crate::quorum::NodeSet;
 use crate::wire::{DenyReason, ForceTarget, LockMsg, Message, Mode, Outcome, Standing, WireEntry};
 use alloc::boxed::Box;
 use alloc::collections::BTreeSet;
@@ -163,9 +162,8 @@ pub(crate) struct Locker {
 /// Where a [`Start::Bootstrap`] node stands (PROTOCOL.md §6.5); what it answers to `FloorQuery`.
 #[derive(Debug)]
 enum Boot {
-    /// Undecided: it has granted nothing and sent no round. Keeps the incarnation each peer last asked
-    /// with (0: none), to vouch for those peers if it decides first boot.
-    Undecided { seen: Vec<u64> },
+    /// Undecided: it has granted nothing and sent no round.
+    Undecided,
     /// Decided first boot; per peer, the incarnation its decision counted as fresh (0: none).
     Booted { vouched: Vec<u64> },
     /// Any other start, or a bootstrap that found history.
@@ -181,7 +179,7 @@ impl Locker {
             _ => now,
         };
         let boot = match start {
-            Start::Bootstrap => Boot::Undecided { seen: alloc::vec![0; cfg.nodes] },
+            Start::Bootstrap => Boot::Undecided,
             _ => Boot::Other,
         };
         let seed = cfg.seed ^ 0x6c6f_636b_6572; // "locker": hash keys differ from the coordinator's
@@ -221,7 +219,7 @@ impl Locker {
 
     /// A bootstrap that has not decided yet: no grants, and no lock rounds from this node's coordinator.
     pub(crate) fn undecided(&self) -> bool {
-        matches!(self.boot, Boot::Undecided { .. })
+        matches!(self.boot, Boot::Undecided)
     }
 
     /// When the restart quarantine ends (`Instant::MAX` while a bootstrap is undecided).
@@ -378,16 +376,20 @@ impl Locker {
         io.send(from, Message::ForceUnlockReply { qid, removed });
     }
 
-    pub(crate) fn handle_floor_query(&mut self, cfg: &Config, from: usize, qid: u64, incarnation: u64, io: &mut Io) {
+    /// Answers with our floor and standing. `me`: this node's incarnation, `incarnation`: the asker's.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn handle_floor_query(
+        &mut self,
+        cfg: &Config,
+        from: usize,
+        qid: u64,
+        incarnation: u64,
+        me: u64,
+        io: &mut Io,
+    ) {
         let floor = self.fencing.known().then(|| self.fencing.max());
-        let standing = match &mut self.boot {
-            Boot::Undecided { seen } => {
-                // Remembered to vouch for this incarnation if we boot: it asked, so it started before we decide.
-                if let Some(slot) = seen.get_mut(from) {
-                    *slot = incarnation;
-                }
-                Standing::Fresh
-            }
+        let standing = match &self.boot {
+            Boot::Undecided => Standing::Fresh,
             Boot::Booted { vouched } => match vouched.get(from).copied() {
                 Some(v) if v != 0 && (v == incarnation || cfg.bug(bugs::VOUCH_ANY_INCARNATION)) => {
                     Standing::BootedWithYou
@@ -396,18 +398,14 @@ impl Locker {
             },
             Boot::Other => Standing::History,
         };
-        io.send(from, Message::FloorReply { qid, floor, standing });
+        io.send(from, Message::FloorReply { qid, floor, standing, incarnation: me });
     }
 
-    /// The bootstrap decided first boot: the floor is 0 and known, no quarantine, and the peers in `fresh`
-    /// are vouched for at the incarnation they last asked with.
-    pub(crate) fn boot_first(&mut self, fresh: NodeSet, io: &mut Io) {
-        let Boot::Undecided { seen } = &mut self.boot else { return };
-        let mut vouched = core::mem::take(seen);
-        for (peer, inc) in vouched.iter_mut().enumerate() {
-            if !fresh.contains(peer) {
-                *inc = 0;
-            }
+    /// The bootstrap decided first boot: the floor is 0 and known, no quarantine, and each peer is vouched
+    /// for at the incarnation whose `Fresh` answer was counted (`vouched[peer]`, 0: none).
+    pub(crate) fn boot_first(&mut self, vouched: Vec<u64>, io: &mut Io) {
+        if !self.undecided() {
+            return;
         }
         self.boot = Boot::Booted { vouched };
         self.quarantine_until = self.started;

@@ -51,7 +51,7 @@ impl Node {
         let mut queries = Queries::default();
         let incarnation = incarnation_of(cfg.seed);
         if locker.undecided() && cfg.nodes == 1 {
-            locker.boot_first(NodeSet::EMPTY, &mut io); // nobody to ask: a lone node is a new cluster
+            locker.boot_first(alloc::vec::Vec::new(), &mut io); // nobody to ask: a lone node is a new cluster
         }
         if locker.quarantine_until() > now && locker.quarantine_until() != Instant::MAX {
             io.emit(Event::Quarantined { until: locker.quarantine_until() });
@@ -326,7 +326,9 @@ impl Node {
             Message::Unlock { uid, ticket, reply } => locker.handle_unlock(now, from, uid, ticket, reply, io),
             Message::Query { qid, resource } => locker.handle_query(now, from, qid, resource, io),
             Message::ForceUnlock { qid, target } => locker.handle_force(now, from, qid, target, io),
-            Message::FloorQuery { qid, incarnation } => locker.handle_floor_query(cfg, from, qid, incarnation, io),
+            Message::FloorQuery { qid, incarnation } => {
+                locker.handle_floor_query(cfg, from, qid, incarnation, self.incarnation, io)
+            }
             Message::LockReply { uid, outcome, mark } => {
                 self.coord.on_lock_reply(from, uid, outcome, mark, now, cfg, locker, io)
             }
@@ -337,8 +339,8 @@ impl Node {
                 self.queries.on_query_reply(from, qid, entries, truncated, io)
             }
             Message::ForceUnlockReply { qid, removed } => self.queries.on_force_reply(from, qid, removed, io),
-            Message::FloorReply { qid, floor, standing } => {
-                self.queries.on_floor_reply(from, qid, floor, standing, cfg, locker, io)
+            Message::FloorReply { qid, floor, standing, incarnation } => {
+                self.queries.on_floor_reply(from, qid, floor, standing, incarnation, cfg, locker, io)
             }
         }
     }

@@ -11,6 +11,7 @@ use crate::timers::Timer;
 use crate::wire::{ForceTarget, Message, Standing, WireEntry};
 use alloc::collections::BTreeMap;
 use alloc::string::String;
+use alloc::vec::Vec;
 
 #[derive(Debug)]
 enum Kind {
@@ -41,6 +42,8 @@ struct FloorRecovery {
     armed: Instant,
     /// While a bootstrap is undecided: the peers whose latest standing is `Fresh` or `BootedWithYou`.
     boot: Option<NodeSet>,
+    /// Per peer, the incarnation of its latest `Fresh` answer (0: none), vouched for if we boot.
+    fresh_incarnations: Vec<u64>,
 }
 
 #[derive(Debug, Default)]
@@ -112,7 +115,7 @@ impl Queries {
         &mut self,
         from: usize,
         qid: u64,
-        entries: alloc::vec::Vec<WireEntry>,
+        entries: Vec<WireEntry>,
         cut: bool,
         io: &mut Io,
     ) {
@@ -167,7 +170,7 @@ impl Queries {
     }
 
     pub(crate) fn on_peer_down(&mut self, peer: usize, _now: Instant, io: &mut Io) {
-        let ids: alloc::vec::Vec<QueryId> = self.active.keys().copied().collect();
+        let ids: Vec<QueryId> = self.active.keys().copied().collect();
         for id in ids {
             if let Some(q) = self.active.get_mut(&id) {
                 q.asked.remove(peer);
@@ -213,6 +216,7 @@ impl Queries {
             max: 0,
             armed: Instant::MAX,
             boot: bootstrap.then_some(NodeSet::EMPTY),
+            fresh_incarnations: if bootstrap { alloc::vec![0; cfg.nodes] } else { Vec::new() },
         });
         self.on_floor_timer(cfg, now, io);
     }
@@ -244,6 +248,7 @@ impl Queries {
         qid: u64,
         floor: Option<u64>,
         standing: Standing,
+        incarnation: u64,
         cfg: &Config,
         locker: &mut Locker,
         io: &mut Io,
@@ -274,14 +279,16 @@ impl Queries {
                 io.emit(Event::Quarantined { until });
             } else {
                 fresh.insert(from);
+                if let Some(slot) = f.fresh_incarnations.get_mut(from) {
+                    *slot = if standing == Standing::Fresh { incarnation } else { 0 };
+                }
                 let peers = cfg.nodes - 1;
                 let needed = if cfg.bug(bugs::BOOTSTRAP_QUORUM_ONLY) { write_quorum(cfg.nodes).min(peers) } else { peers };
                 if fresh.len() >= needed {
-                    let fresh = *fresh;
+                    let vouched = core::mem::take(&mut f.fresh_incarnations);
                     io.timers.set(Timer::FloorRetry, &mut f.armed, Instant::MAX);
                     self.floor = None;
-                    locker.boot_first(fresh, io);
-                    return;
+                    locker.boot_first(vouched, io);
                 }
                 return;
             }

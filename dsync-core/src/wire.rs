@@ -206,6 +206,8 @@ pub enum Message {
         floor: Option<u64>,
         /// What the replier says about its own history, relative to the asker's incarnation.
         standing: Standing,
+        /// The replier's incarnation: a bootstrap that boots vouches for the `Fresh` repliers' incarnations.
+        incarnation: u64,
     },
 }
 
@@ -313,9 +315,9 @@ mod tests {
     fn round_trips_floor_messages_with_incarnation_and_standing() {
         for m in [
             Message::FloorQuery { qid: 9, incarnation: u64::MAX },
-            Message::FloorReply { qid: 9, floor: None, standing: Standing::Fresh },
-            Message::FloorReply { qid: 9, floor: Some(3), standing: Standing::BootedWithYou },
-            Message::FloorReply { qid: 9, floor: Some(3), standing: Standing::History },
+            Message::FloorReply { qid: 9, floor: None, standing: Standing::Fresh, incarnation: 5 },
+            Message::FloorReply { qid: 9, floor: Some(3), standing: Standing::BootedWithYou, incarnation: 6 },
+            Message::FloorReply { qid: 9, floor: Some(3), standing: Standing::History, incarnation: u64::MAX },
         ] {
             assert_eq!(decode(&encode(&m), 1024), Ok(m));
         }

@@ -548,7 +548,7 @@ fn hostile_input_changes_nothing_and_never_panics() {
         Message::UnlockReply { uid: 12345, removed: true },
         Message::QueryReply { qid: 77, entries: vec![], truncated: true },
         Message::ForceUnlockReply { qid: 77, removed: 5 },
-        Message::FloorReply { qid: 77, floor: Some(u64::MAX), standing: dsync_core::Standing::BootedWithYou },
+        Message::FloorReply { qid: 77, floor: Some(u64::MAX), standing: dsync_core::Standing::BootedWithYou, incarnation: 1 },
         Message::Wake { ticket: 12345 },
     ];
     for m in junk {

@@ -239,7 +239,7 @@ fn message() -> impl Strategy<Value = Message> {
         (u(), u()).prop_map(|(qid, incarnation)| Message::FloorQuery { qid, incarnation }),
         (u(), any::<Option<u64>>(), 0..3u8).prop_map(|(qid, floor, s)| {
             let standing = [dsync_core::Standing::Fresh, dsync_core::Standing::BootedWithYou, dsync_core::Standing::History][s as usize];
-            Message::FloorReply { qid, floor, standing }
+            Message::FloorReply { qid, floor, standing, incarnation: qid ^ 1 }
         }),
     ]
 }

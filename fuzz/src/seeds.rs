@@ -33,9 +33,9 @@ pub fn every_message() -> Vec<Message> {
         Message::ForceUnlock { qid: 2, target: ForceTarget::Resource("orders".into()) },
         Message::ForceUnlockReply { qid: 2, removed: 1 },
         Message::FloorQuery { qid: 3, incarnation: 3 },
-        Message::FloorReply { qid: 3, floor: Some(1 << 20), standing: Standing::History },
-        Message::FloorReply { qid: 3, floor: None, standing: Standing::Fresh },
-        Message::FloorReply { qid: 3, floor: Some(0), standing: Standing::BootedWithYou },
+        Message::FloorReply { qid: 3, floor: Some(1 << 20), standing: Standing::History, incarnation: 4 },
+        Message::FloorReply { qid: 3, floor: None, standing: Standing::Fresh, incarnation: 5 },
+        Message::FloorReply { qid: 3, floor: Some(0), standing: Standing::BootedWithYou, incarnation: 6 },
     ]
 }
 

@@ -258,6 +258,7 @@ impl Forged {
                 qid: p(qid),
                 floor: floor.as_ref().map(p),
                 standing: [Standing::Fresh, Standing::BootedWithYou, Standing::History][usize::from(*standing % 3)],
+                incarnation: p(qid) ^ u64::from(*standing),
             },
         }
     }
