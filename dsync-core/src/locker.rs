@@ -420,11 +420,8 @@ impl Locker {
             return self.quarantine_until;
         }
         self.boot = Boot::Other;
-        self.quarantine_until = if cfg.bug(bugs::NO_RESTART_QUARANTINE) {
-            self.started
-        } else {
-            self.started + cfg.effective_quarantine()
-        };
+        self.quarantine_until =
+            if cfg.bug(bugs::NO_RESTART_QUARANTINE) { self.started } else { self.started + cfg.effective_quarantine() };
         self.quarantine_until
     }
 

@@ -111,14 +111,7 @@ impl Queries {
         self.next
     }
 
-    pub(crate) fn on_query_reply(
-        &mut self,
-        from: usize,
-        qid: u64,
-        entries: Vec<WireEntry>,
-        cut: bool,
-        io: &mut Io,
-    ) {
+    pub(crate) fn on_query_reply(&mut self, from: usize, qid: u64, entries: Vec<WireEntry>, cut: bool, io: &mut Io) {
         let id = QueryId(qid);
         let Some(Query { kind: Kind::Holders { merged, truncated }, asked, answered, .. }) = self.active.get_mut(&id)
         else {
@@ -283,7 +276,8 @@ impl Queries {
                     *slot = if standing == Standing::Fresh { incarnation } else { 0 };
                 }
                 let peers = cfg.nodes - 1;
-                let needed = if cfg.bug(bugs::BOOTSTRAP_QUORUM_ONLY) { write_quorum(cfg.nodes).min(peers) } else { peers };
+                let needed =
+                    if cfg.bug(bugs::BOOTSTRAP_QUORUM_ONLY) { write_quorum(cfg.nodes).min(peers) } else { peers };
                 if fresh.len() >= needed {
                     let vouched = core::mem::take(&mut f.fresh_incarnations);
                     io.timers.set(Timer::FloorRetry, &mut f.armed, Instant::MAX);

@@ -4,7 +4,8 @@ mod support;
 
 use dsync_core::wire::{LockMsg, Outcome};
 use dsync_core::{
-    DenyReason, Event, FailReason, ForceTarget, Instant, Message, Mode, Node, NodeSet, RequestError, Start,
+    DenyReason, Event, FailReason, ForceTarget, Instant, Message, Mode, Node, NodeSet, RequestError, ServingState,
+    Start,
 };
 use support::{ms, secs, Cluster, Msg};
 
@@ -548,7 +549,12 @@ fn hostile_input_changes_nothing_and_never_panics() {
         Message::UnlockReply { uid: 12345, removed: true },
         Message::QueryReply { qid: 77, entries: vec![], truncated: true },
         Message::ForceUnlockReply { qid: 77, removed: 5 },
-        Message::FloorReply { qid: 77, floor: Some(u64::MAX), standing: dsync_core::Standing::BootedWithYou, incarnation: 1 },
+        Message::FloorReply {
+            qid: 77,
+            floor: Some(u64::MAX),
+            standing: dsync_core::Standing::BootedWithYou,
+            incarnation: 1,
+        },
         Message::Wake { ticket: 12345 },
     ];
     for m in junk {
@@ -963,4 +969,257 @@ mod planted {
         assert!(c.acquired(1, w).is_some());
         assert!(c.fencing_violation().is_some(), "tokens: {:?}", c.acquisitions);
     }
+}
+
+// ----- bootstrap (PROTOCOL.md §6.5) and serving status -----
+
+fn statuses(c: &Cluster, i: usize) -> Vec<Event> {
+    c.status[i].iter().map(|(_, e)| e.clone()).collect()
+}
+
+#[test]
+fn a_brand_new_cluster_of_bootstrap_nodes_serves_at_once_without_quarantine() {
+    let mut c = Cluster::starting(3, 1, Start::Bootstrap, |_| {});
+    for i in 0..3 {
+        assert!(matches!(c.node(i).serving_state(c.now), ServingState::Bootstrapping { .. }));
+        assert_ne!(c.node(i).incarnation(), 0);
+    }
+    c.settle();
+    for i in 0..3 {
+        assert_eq!(c.status[i], vec![(Instant::ZERO, Event::Serving)], "node {i}");
+        assert_eq!(c.node(i).serving_state(c.now), ServingState::Serving);
+    }
+    let w = c.lock(0, W, &["r"], None);
+    c.settle();
+    assert_eq!(token_of(&c, 0, w), 1, "a new cluster's tokens start again");
+    c.assert_safe();
+}
+
+#[test]
+fn a_late_bootstrap_node_is_vouched_for_by_peers_that_booted_counting_it_fresh() {
+    let mut c = Cluster::starting(3, 2, Start::Bootstrap, |_| {});
+    // Node 2's own questions are slow: nodes 0 and 1 decide first (node 2 answered them Fresh).
+    let late = hold(&mut c, |m| m.from == 2 && matches!(m.message, Message::FloorQuery { .. }));
+    assert_eq!(late.len(), 2);
+    c.settle();
+    assert_eq!(statuses(&c, 0), [Event::Serving]);
+    assert_eq!(statuses(&c, 1), [Event::Serving]);
+    assert_eq!(
+        c.node(2).serving_state(c.now),
+        ServingState::Bootstrapping { fresh: NodeSet::EMPTY, waiting: NodeSet(0b011) }
+    );
+    c.inflight.extend(late);
+    c.settle();
+    assert_eq!(statuses(&c, 2), [Event::Serving], "booted with its peers: no quarantine in a new cluster");
+}
+
+#[test]
+fn a_wiped_node_rejoining_a_running_cluster_finds_history_and_is_quarantined_until_serving() {
+    let mut c = Cluster::new(3, |_| {});
+    assert_eq!(statuses(&c, 1), [Event::Serving], "a first boot serves at once");
+    let a = c.lock(1, W, &["r"], None);
+    c.settle();
+    c.crash(1);
+    c.run_for(secs(1));
+    let start = c.now;
+    c.start(1, Start::Bootstrap);
+    c.settle();
+    let until = start + c.cfgs[1].effective_quarantine();
+    assert_eq!(statuses(&c, 1), [Event::Quarantined { until }], "the quarantine counts from the start");
+    assert_eq!(c.node(1).serving_state(c.now), ServingState::Quarantined { until, floor_known: true });
+    let b = c.lock(0, W, &["s"], None);
+    c.settle();
+    assert!(c.is_valid(0, b));
+    assert_eq!(c.node(1).grant_count(), 0, "it grants nothing in quarantine");
+    let _ = a;
+    c.run_until(Instant::from_nanos(until.as_nanos() - 1_000_000));
+    assert!(!c.node(1).is_serving(c.now));
+    c.run_until(until);
+    assert_eq!(c.status[1].last(), Some(&(until, Event::Serving)), "a timer fires when the quarantine ends");
+    c.run_for(secs(5));
+    assert_eq!(c.status[1].len(), 2, "Serving is reported once");
+    c.assert_safe();
+}
+
+#[test]
+fn two_restarts_in_a_row_are_never_vouched_for_by_an_old_first_boot_decision() {
+    let mut c = Cluster::starting(3, 3, Start::Bootstrap, |_| {});
+    c.settle();
+    let a = c.lock(2, W, &["r"], None);
+    c.settle();
+    assert!(c.is_valid(2, a));
+    for round in 0..2 {
+        c.crash(2);
+        c.start(2, Start::Bootstrap);
+        c.settle();
+        assert!(
+            matches!(statuses(&c, 2)[..], [Event::Quarantined { .. }]),
+            "restart {round}: peers that booted with an earlier incarnation answer History: {:?}",
+            c.status[2]
+        );
+    }
+    c.assert_safe();
+}
+
+#[test]
+fn an_undecided_bootstrap_sends_no_lock_round_until_every_peer_answered() {
+    let mut c = Cluster::starting(3, 4, Start::Bootstrap, |_| {});
+    c.partition(&[2], &[0, 1]);
+    c.settle();
+    assert_eq!(
+        c.node(0).serving_state(c.now),
+        ServingState::Bootstrapping { fresh: NodeSet(0b010), waiting: NodeSet(0b100) },
+        "one silent peer keeps it undecided: it may hold a lock relying on our old grants"
+    );
+    let sent = c.node(0).counters().messages_out;
+    let waiting = c.lock(0, W, &["r"], None);
+    let with_deadline = c.lock(0, W, &["s"], Some(secs(2)));
+    let once = c.try_once(0, W, &["t"]);
+    c.settle();
+    assert_eq!(c.node(0).counters().messages_out, sent, "no lock round while undecided");
+    assert_eq!(c.failed(0, once), Some((c.now, FailReason::NoQuorum)), "try_lock fails at once");
+    c.run_for(secs(3));
+    assert_eq!(c.failed(0, with_deadline).map(|f| f.1), Some(FailReason::NoQuorum));
+    assert_eq!(c.failed(0, with_deadline).map(|f| f.0), Some(Instant::from_millis(2_000)), "at its deadline");
+    assert_eq!(c.failed(0, waiting), None, "without a deadline it waits");
+    c.heal();
+    c.run_for(secs(2));
+    assert!(c.is_valid(0, waiting), "acquired once every peer answered and it booted");
+    for i in 0..3 {
+        assert_eq!(statuses(&c, i), [Event::Serving], "node {i}");
+    }
+    c.assert_safe();
+}
+
+#[test]
+fn serving_state_reports_floor_recovery_after_the_quarantine() {
+    let mut c = Cluster::new(3, |_| {});
+    c.crash(1);
+    c.crash(2);
+    c.restart(1, None);
+    c.restart(2, None);
+    c.settle();
+    let q = c.cfgs[1].effective_quarantine();
+    assert!(matches!(c.node(1).serving_state(c.now), ServingState::Quarantined { floor_known: false, .. }));
+    c.run_for(q + ms(1));
+    assert_eq!(
+        c.node(1).serving_state(c.now),
+        ServingState::RecoveringFloor { known: NodeSet(0b001), unknown: NodeSet(0b100), needed: 2 }
+    );
+    assert_eq!(statuses(&c, 1), [Event::Quarantined { until: Instant::ZERO + q }], "not serving: no Serving");
+}
+
+// ----- try_lock -----
+
+#[test]
+fn try_lock_fails_contended_at_once_when_another_node_holds_the_lock() {
+    let mut c = Cluster::new(3, |_| {});
+    let a = c.lock(0, W, &["r"], None);
+    c.settle();
+    let retries = c.node(1).counters().retries;
+    let t = c.try_once(1, W, &["r"]);
+    c.settle();
+    assert_eq!(c.failed(1, t), Some((Instant::ZERO, FailReason::Contended)), "decided by the answers, at once");
+    assert_eq!(c.node(1).counters().retries, retries, "no retry");
+    c.unlock(0, a);
+    c.settle();
+    let t = c.try_once(1, W, &["r"]);
+    c.settle();
+    assert!(c.is_valid(1, t), "a free lock is taken in one round");
+    c.assert_safe();
+}
+
+#[test]
+fn try_lock_fails_no_quorum_when_a_majority_cannot_answer() {
+    let mut c = Cluster::new(3, |_| {});
+    c.crash(1);
+    c.crash(2);
+    let t = c.try_once(0, W, &["r"]);
+    c.run_for(secs(3));
+    let (at, reason) = c.failed(0, t).expect("fails after one attempt");
+    assert_eq!(reason, FailReason::NoQuorum);
+    assert_eq!(at, Instant::ZERO + c.cfgs[0].attempt_timeout, "after one attempt, no backoff retries");
+}
+
+#[test]
+fn a_deadline_after_conflicts_is_a_timeout_even_when_refusals_end_every_attempt_before_all_answers() {
+    // n = 4 (write quorum 3): the own locker and the first remote refusal end each attempt before the
+    // other two nodes' answers arrive. They are slower, not unreachable.
+    for n in [2, 4] {
+        let mut c = Cluster::new(n, |_| {});
+        let a = c.lock(0, W, &["r"], None);
+        c.settle();
+        let b = c.lock(1, W, &["r"], Some(secs(2)));
+        c.run_for(secs(3));
+        assert_eq!(c.failed(1, b).map(|f| f.1), Some(FailReason::Timeout), "n = {n}: held by node 0");
+        assert!(c.is_valid(0, a));
+    }
+}
+
+// ----- peers coming up -----
+
+#[test]
+fn a_round_sent_before_a_peer_connected_reaches_it_as_soon_as_it_comes_up() {
+    let mut c = Cluster::new(3, |_| {});
+    c.with_node(0, |n, now| n.handle_peer_down(now, 2)); // not connected yet
+    c.partition(&[0], &[1]); // and the request to node 1 is lost on the way
+    let w = c.lock(0, W, &["r"], None);
+    c.settle();
+    assert_eq!(c.acquired(0, w), None);
+    c.heal();
+    c.with_node(0, |n, now| n.handle_peer_up(now, 2));
+    c.settle();
+    assert_eq!(c.acquired(0, w).map(|a| a.0), Some(Instant::ZERO), "no wait for the attempt timeout");
+    c.assert_safe();
+}
+
+#[test]
+fn a_lock_backing_off_for_want_of_a_quorum_retries_when_a_peer_comes_up() {
+    let mut c = Cluster::new(3, |_| {});
+    c.with_node(0, |n, now| {
+        n.handle_peer_down(now, 1);
+        n.handle_peer_down(now, 2);
+    });
+    let w = c.lock(0, W, &["r"], None);
+    c.settle();
+    assert_eq!(c.acquired(0, w), None, "both peers down: the attempt failed at once");
+    c.with_node(0, |n, now| n.handle_peer_up(now, 1));
+    c.settle();
+    assert_eq!(c.acquired(0, w).map(|a| a.0), Some(Instant::ZERO), "retried at once, not after its backoff");
+}
+
+#[test]
+fn a_restarted_node_asks_a_peer_for_its_floor_as_soon_as_it_comes_up() {
+    let mut c = Cluster::new(3, |_| {});
+    c.crash(1);
+    c.partition(&[1], &[0, 2]);
+    c.restart(1, None); // its first floor queries are lost
+    c.settle();
+    c.heal();
+    assert!(matches!(c.node(1).serving_state(c.now), ServingState::Quarantined { floor_known: false, .. }));
+    c.with_node(1, |n, now| {
+        n.handle_peer_up(now, 0);
+        n.handle_peer_up(now, 2);
+    });
+    c.settle();
+    assert!(
+        matches!(c.node(1).serving_state(c.now), ServingState::Quarantined { floor_known: true, .. }),
+        "floor learned at once, not at the next retry"
+    );
+}
+
+#[test]
+fn a_refresh_in_flight_is_sent_to_a_peer_that_comes_up() {
+    let mut c = Cluster::new(3, |c| c.attempt_timeout = secs(5));
+    let a = c.lock(0, W, &["r"], None);
+    c.settle();
+    c.with_node(0, |n, now| n.handle_peer_down(now, 2));
+    c.partition(&[0], &[1]);
+    let refresh = c.cfgs[0].refresh_interval;
+    c.run_for(refresh); // the refresh round: 1 unreachable, 2 believed down
+    c.heal();
+    let before = c.node(0).lock_info(a).unwrap().valid_until;
+    c.with_node(0, |n, now| n.handle_peer_up(now, 2));
+    c.settle();
+    assert!(c.node(0).lock_info(a).unwrap().valid_until > before, "extended at once by node 2's answer");
 }

@@ -238,7 +238,9 @@ fn message() -> impl Strategy<Value = Message> {
         (u(), any::<u32>()).prop_map(|(qid, removed)| Message::ForceUnlockReply { qid, removed }),
         (u(), u()).prop_map(|(qid, incarnation)| Message::FloorQuery { qid, incarnation }),
         (u(), any::<Option<u64>>(), 0..3u8).prop_map(|(qid, floor, s)| {
-            let standing = [dsync_core::Standing::Fresh, dsync_core::Standing::BootedWithYou, dsync_core::Standing::History][s as usize];
+            let standing =
+                [dsync_core::Standing::Fresh, dsync_core::Standing::BootedWithYou, dsync_core::Standing::History]
+                    [s as usize];
             Message::FloorReply { qid, floor, standing, incarnation: qid ^ 1 }
         }),
     ]

@@ -266,7 +266,8 @@ impl Swarm {
         let wave = at + r.range(100 * MS, 500 * MS);
         if r.chance(0.5) {
             // Cut off, the victim cannot answer: only waiting for every peer keeps the others out.
-            sch.faults.push(FaultEvent { at: wave - MS, fault: Fault::Partition { side: 1 << self.victim, one_way: false } });
+            sch.faults
+                .push(FaultEvent { at: wave - MS, fault: Fault::Partition { side: 1 << self.victim, one_way: false } });
             sch.faults.push(FaultEvent { at: wave + r.range(lease * 3 / 2, 3 * lease), fault: Fault::Heal });
         }
         for node in (0..n).filter(|&i| i != self.victim) {

@@ -937,7 +937,11 @@ impl World {
             let durable = self.swarm.persist_floor && (kind == RestartKind::Durable || self.swarm.nodes == 1);
             // No floor file (wiped, or never written): a lone node never granted above the persisted 0;
             // any other node restarts without a floor, as an embedder with an empty state directory would.
-            let stored = if self.swarm.nodes == 1 { Some(self.slots[node].durable.unwrap_or(0)) } else { self.slots[node].durable };
+            let stored = if self.swarm.nodes == 1 {
+                Some(self.slots[node].durable.unwrap_or(0))
+            } else {
+                self.slots[node].durable
+            };
             Start::Restart { durable_floor: if durable { stored } else { None } }
         };
         if self.trace.logging() {

@@ -132,6 +132,18 @@ impl Cluster {
         Ok(lock)
     }
 
+    /// `Node::try_lock`: one attempt, no retries.
+    pub fn try_once(&mut self, i: usize, mode: Mode, resources: &[&str]) -> LockId {
+        let now = self.now;
+        let lock = self.node_mut(i).try_lock(now, mode, resources.iter().copied()).expect("try_lock refused");
+        let mut resources: Vec<String> = resources.iter().map(|r| r.to_string()).collect();
+        resources.sort();
+        resources.dedup();
+        self.requests[i].push(Req { lock, mode, resources });
+        self.pump(i);
+        lock
+    }
+
     pub fn lock(&mut self, i: usize, mode: Mode, resources: &[&str], deadline: Option<Duration>) -> LockId {
         self.try_lock(i, mode, resources, deadline).expect("lock request refused")
     }
