@@ -72,6 +72,10 @@ pub struct Stats {
     pub writes_skipped: u64,
     /// Crashes applied.
     pub crashes: u64,
+    /// `Event::Serving` reports (one per start that came to serve).
+    pub serving: u64,
+    /// `Event::Quarantined` reports (restarts, and bootstraps that found history).
+    pub quarantined: u64,
 }
 
 #[derive(Debug)]
@@ -197,6 +201,8 @@ pub struct World {
     probes: Vec<Probe>,
     query: Option<(usize, QueryId)>,
     quorum_serving: bool,
+    /// Some node has served (so grants may exist): from then on the cluster has history.
+    history: bool,
     owed: OwedReleases,
     violations: Vec<Violation>,
     trace: Trace,
@@ -236,6 +242,7 @@ impl World {
             probes: Vec::new(),
             query: None,
             quorum_serving: true,
+            history: false,
             owed: OwedReleases::default(),
             violations: Vec::new(),
             trace: Trace::new(opts.log),
@@ -693,6 +700,12 @@ impl World {
                 self.push(at, Ev::PersistDone { node: i, inc, floor });
             }
             Event::Serving | Event::Quarantined { .. } => {
+                if e == Event::Serving {
+                    self.stats.serving += 1;
+                    self.history = true; // from now on it may grant
+                } else {
+                    self.stats.quarantined += 1;
+                }
                 self.trace.mix(&[now, 14, i as u64]);
                 if self.trace.logging() {
                     self.trace.log(now, format!("node{i} {e:?}"));
@@ -925,9 +938,9 @@ impl World {
         let inc = self.slots[node].inc + 1;
         let cfg = self.node_config(node, inc);
         let mut kind = kind;
-        if kind == RestartKind::Wiped && !self.someone_decided(node) {
-            // Every node would be fresh: a new cluster that knowingly drops its fencing history (§6.5), which
-            // the token checkers would rightly flag. A wiped disk here is out of scope.
+        if kind == RestartKind::Wiped && self.history && !self.someone_decided(node) {
+            // Every node would be fresh after grants were made: a new cluster that knowingly drops its fencing
+            // history (§6.5), which the token checkers would rightly flag. A wiped disk here is out of scope.
             kind = RestartKind::Volatile;
         }
         let start = if kind == RestartKind::Wiped {

@@ -1,8 +1,9 @@
 //! Scenarios written against the public API, as a user of the simulator would.
 
-use dsync_core::Mode;
+use dsync_core::{Mode, ServingState};
 use dsync_sim::{
-    run_seed, Fault, FaultEvent, Kind, PlantedBug, Request, RequestOutcome, RunOptions, Swarm, World, WorldOptions,
+    run_seed, Fault, FaultEvent, Kind, PlantedBug, Request, RequestOutcome, RestartKind, RunOptions, Swarm, World,
+    WorldOptions,
 };
 
 const MS: u64 = 1_000_000;
@@ -75,4 +76,88 @@ fn a_planted_bug_is_caught() {
         run_seed(seed, &opts).violations.iter().any(|v| v.kind == Kind::Exclusion)
     });
     assert!(caught, "write-quorum-too-small went unnoticed for 20 seeds");
+}
+
+// ----- wiped state directories and bootstrapping clusters (PROTOCOL.md §6.5) -----
+
+/// Node 0 holds "x" through grants of nodes 0 and 1 only (node 2 was cut off). Node 1 loses its state
+/// directory and comes back as `Start::Bootstrap` while the link between nodes 0 and 2 is down; node 2 then
+/// asks for "x". Node 1 must find history and stay out: its old grant is what node 0 relies on.
+fn wiped_rejoin(bug: Option<PlantedBug>) -> World {
+    let mut w = World::new(Swarm::calm(3), 11, WorldOptions { planted_bug: bug, ..Default::default() });
+    w.add_fault(FaultEvent { at: MS, fault: Fault::Partition { side: 0b100, one_way: false } });
+    let mut holder = Request::write(0, 10 * MS, "x", 10 * S);
+    holder.writes = vec![dsync_sim::PlannedWrite { after: S, pause: 0 }];
+    w.add_request(holder);
+    w.add_fault(FaultEvent { at: 300 * MS, fault: Fault::Heal });
+    for (from, to) in [(0, 2), (2, 0)] {
+        w.add_fault(FaultEvent { at: 300 * MS, fault: Fault::Clog { from, to } });
+        w.add_fault(FaultEvent { at: 5 * S, fault: Fault::Unclog { from, to } });
+    }
+    w.add_fault(FaultEvent { at: 400 * MS, fault: Fault::Crash { node: 1 } });
+    w.add_fault(FaultEvent { at: 410 * MS, fault: Fault::Restart { node: 1, kind: RestartKind::Wiped } });
+    let mut other = Request::write(2, 500 * MS, "x", 100 * MS);
+    other.writes = vec![dsync_sim::PlannedWrite { after: 0, pause: 0 }];
+    w.add_request(other);
+    w
+}
+
+#[test]
+fn a_node_whose_state_is_wiped_never_grants_a_lock_held_through_its_old_grants() {
+    let mut w = wiped_rejoin(None);
+    w.run_until(600 * MS);
+    let state = w.node(1).unwrap().serving_state(w.local_now(1));
+    assert!(matches!(state, ServingState::Quarantined { .. }), "node 1 found history: {state:?}");
+    let v = w.finish().to_vec();
+    assert!(v.is_empty(), "{v:?}");
+    assert!(w.holds().iter().any(|h| h.node == 2), "node 2 gets the lock once node 0's lease is over");
+    // The scenario is sharp: a bootstrap that ignores the history answer lets node 2 in at once.
+    let mut bad = wiped_rejoin(Some(PlantedBug::BootstrapIgnoresHistory));
+    assert!(bad.finish().iter().any(|v| v.kind == Kind::Exclusion), "the planted bug went unnoticed");
+}
+
+#[test]
+fn a_brand_new_cluster_of_bootstrap_nodes_starting_within_milliseconds_serves_without_quarantine() {
+    let swarm = Swarm { bootstrap_start: true, ..Swarm::calm(3) };
+    let mut w = World::new(swarm, 12, WorldOptions::default());
+    // Nodes 1 and 2 start 2 and 4 ms after node 0 (their first starts die before anyone hears them).
+    for (node, at) in [(1, 2 * MS), (2, 4 * MS)] {
+        w.add_fault(FaultEvent { at: 0, fault: Fault::Crash { node } });
+        w.add_fault(FaultEvent { at, fault: Fault::Restart { node, kind: RestartKind::Wiped } });
+    }
+    let lock = w.add_request(Request::write(1, 10 * MS, "x", 100 * MS));
+    w.run_until(S);
+    for i in 0..3 {
+        assert_eq!(w.node(i).unwrap().serving_state(w.local_now(i)), ServingState::Serving, "node {i}");
+    }
+    assert_eq!(w.stats().quarantined, 0, "nobody quarantined in a cluster that never granted");
+    assert_eq!(w.stats().serving, 3);
+    assert!(matches!(w.outcome(lock), RequestOutcome::Acquired(1)), "{:?}", w.outcome(lock));
+    assert!(w.finish().is_empty(), "{:?}", w.violations());
+}
+
+/// A cluster bootstraps; node 1 then loses its state twice in a row. Each new start must find history:
+/// its peers' first-boot decisions vouched for its first incarnation only.
+fn restarts_in_a_row(bug: Option<PlantedBug>) -> World {
+    let swarm = Swarm { bootstrap_start: true, ..Swarm::calm(3) };
+    let mut w = World::new(swarm, 13, WorldOptions { planted_bug: bug, ..Default::default() });
+    w.add_request(Request::write(0, 50 * MS, "x", 5 * S));
+    for (crash, back) in [(500 * MS, 505 * MS), (600 * MS, 605 * MS)] {
+        w.add_fault(FaultEvent { at: crash, fault: Fault::Crash { node: 1 } });
+        w.add_fault(FaultEvent { at: back, fault: Fault::Restart { node: 1, kind: RestartKind::Wiped } });
+    }
+    w
+}
+
+#[test]
+fn two_wiped_restarts_in_a_row_each_find_history() {
+    let mut w = restarts_in_a_row(None);
+    w.run_until(700 * MS);
+    assert_eq!(w.stats().quarantined, 2, "each new incarnation quarantines");
+    let state = w.node(1).unwrap().serving_state(w.local_now(1));
+    assert!(matches!(state, ServingState::Quarantined { floor_known: true, .. }), "{state:?}");
+    assert!(w.finish().is_empty(), "{:?}", w.violations());
+    let mut bad = restarts_in_a_row(Some(PlantedBug::VouchAnyIncarnation));
+    bad.run_until(700 * MS);
+    assert_eq!(bad.stats().quarantined, 0, "vouching any incarnation lets the wiped node boot");
 }
