@@ -43,7 +43,8 @@ impl Default for Limits {
 /// How a node starts: first boot of a cluster, or a restart that may have lost grants it gave.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Start {
-    /// The cluster's first boot: this node has never granted anything, so it serves at once.
+    /// The cluster's first boot: this node has never granted anything, so it serves at once. Only correct
+    /// when that is certain; a node that merely finds no state should use [`Start::Bootstrap`].
     FirstBoot,
     /// A restart. The node grants nothing for the quarantine. Without a durable floor it first learns
     /// the highest fencing token from a read quorum of peers; with one (from [`crate::Event::PersistFloor`])

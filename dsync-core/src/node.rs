@@ -18,7 +18,8 @@ use alloc::vec::Vec;
 ///
 /// Methods come in four groups: getters; `handle_*` for inputs (a message from a peer, time passing, a
 /// peer going up or down, the embedder's acknowledgement of a persisted floor); commands from the
-/// application (`lock`, `unlock`, `cancel`, `query_holders`, `force_unlock`); and `poll_*` for outputs.
+/// application (`lock`, `try_lock`, `unlock`, `cancel`, `query_holders`, `force_unlock`); and `poll_*` for
+/// outputs.
 /// After any `handle_*` or command call, drain in this order: [`Node::poll_transmit`] until `None`,
 /// [`Node::poll_event`] until `None`, then arm a timer for [`Node::poll_timeout`]. Calling
 /// [`Node::handle_timeout`] early or twice is harmless. `now` must not go backwards (an earlier value
@@ -109,7 +110,8 @@ impl Node {
         &self.io.counters
     }
 
-    /// Whether this node's locker grants requests at `now` (false during restart quarantine or floor recovery).
+    /// Whether this node's locker grants requests at `now` (false during restart quarantine, floor recovery
+    /// or an undecided bootstrap; [`Node::serving_state`] says which).
     pub fn is_serving(&self, now: Instant) -> bool {
         self.locker.serving(now)
     }

@@ -5,9 +5,11 @@
 //! | `Lock(id)`       | a lock is acquiring, backing off,   | end an attempt, retry, refresh, declare    |
 //! |                  | held, or releasing                  | `Lost`, or finish a release                |
 //! | `Query(id)`      | a holder query / force-unlock runs  | finish it with the answers so far          |
-//! | `FloorRetry`     | a restarted node recovers its floor | ask the peers again                        |
+//! | `FloorRetry`     | a restarted node recovers its floor,| ask the peers again                        |
+//! |                  | or a bootstrap is undecided         |                                            |
 //!
-//! Locker grant expiry has its own ordered index in the locker (it is keyed by grant, not by timer).
+//! Locker grant expiry has its own ordered index in the locker (it is keyed by grant, not by timer), and
+//! the end of a restart quarantine is reported by `Node::poll_timeout` directly (so `Event::Serving` is on time).
 //! Each owner keeps the instant it armed, so re-arming removes exactly the old entry: no stale
 //! entries, so [`Timers::next`] never reports a deadline nobody waits for (no busy loop).
 

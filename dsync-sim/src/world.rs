@@ -1129,9 +1129,9 @@ impl World {
         }
     }
 
-    /// Long after healing (quarantines are over), a node that still does not serve is recovering its
-    /// fencing floor. It must have finished if a read quorum of its peers know theirs; if not, the floor
-    /// was genuinely lost (too many restarts without a durable floor, a documented limit), and
+    /// Long after healing (quarantines are over), no node may still be bootstrapping (every peer is up and
+    /// answers), and a node that still does not serve is recovering its fencing floor. It must have
+    /// finished if a read quorum of its peers know theirs; if not, the floor was genuinely lost (too many restarts without a durable floor, a documented limit), and
     /// uncontended requests need only succeed while a write quorum of nodes serves.
     fn check_floor_recovery(&mut self) {
         let n = self.swarm.nodes;
@@ -1142,6 +1142,15 @@ impl World {
             })
             .collect();
         let count = serving.iter().filter(|&&b| b).count();
+        for i in 0..n {
+            let local = self.local_now(i);
+            let state = self.slots[i].node.as_ref().map(|nd| nd.serving_state(local));
+            if let Some(ServingState::Bootstrapping { waiting, .. }) = state {
+                // Every node is up and connected: each peer has answered many times by now.
+                let detail = format!("node {i} is still bootstrapping after healing, waiting for {waiting:?}");
+                self.violation(Kind::Liveness, detail);
+            }
+        }
         for (i, &ok) in serving.iter().enumerate() {
             let peers = count - usize::from(ok);
             if !ok && peers >= dsync_core::quorum::read_quorum(n) {
