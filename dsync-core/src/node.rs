@@ -342,7 +342,7 @@ impl Node {
             }
             Message::ForceUnlockReply { qid, removed } => self.queries.on_force_reply(from, qid, removed, io),
             Message::FloorReply { qid, floor, standing, incarnation } => {
-                self.queries.on_floor_reply(from, qid, floor, standing, incarnation, cfg, locker, io)
+                self.queries.on_floor_reply(from, qid, floor, standing, incarnation, now, cfg, locker, io)
             }
         }
     }

@@ -242,6 +242,7 @@ impl Queries {
         floor: Option<u64>,
         standing: Standing,
         incarnation: u64,
+        now: Instant,
         cfg: &Config,
         locker: &mut Locker,
         io: &mut Io,
@@ -269,7 +270,9 @@ impl Queries {
                 // Someone may rely on grants of an earlier incarnation: continue as a restart from our start.
                 f.boot = None;
                 let until = locker.boot_history(cfg);
-                io.emit(Event::Quarantined { until });
+                if until > now {
+                    io.emit(Event::Quarantined { until });
+                }
             } else {
                 fresh.insert(from);
                 if let Some(slot) = f.fresh_incarnations.get_mut(from) {

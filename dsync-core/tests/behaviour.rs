@@ -1223,3 +1223,20 @@ fn a_refresh_in_flight_is_sent_to_a_peer_that_comes_up() {
     c.settle();
     assert!(c.node(0).lock_info(a).unwrap().valid_until > before, "extended at once by node 2's answer");
 }
+
+#[test]
+fn a_bootstrap_that_finds_history_after_its_quarantine_would_have_ended_serves_at_once() {
+    let mut c = Cluster::new(3, |_| {});
+    c.crash(1);
+    c.partition(&[1], &[0, 2]);
+    c.start(1, Start::Bootstrap);
+    let q = c.cfgs[1].effective_quarantine();
+    c.run_for(q + secs(1));
+    assert!(matches!(c.node(1).serving_state(c.now), ServingState::Bootstrapping { .. }));
+    assert!(c.status[1].is_empty());
+    c.heal();
+    c.with_node(1, |n, now| n.handle_peer_up(now, 0));
+    c.with_node(1, |n, now| n.handle_peer_up(now, 2));
+    c.settle();
+    assert_eq!(statuses(&c, 1), [Event::Serving], "it granted nothing since its start: no quarantine left");
+}
