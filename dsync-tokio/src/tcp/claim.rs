@@ -74,7 +74,9 @@ impl Claim {
                 }
                 return Decision::Refuse { retry: until - now, detected: None };
             }
-            let back = self.rival.is_some_and(|r| r.instance == instance && now.duration_since(r.seen) <= self.holdoff + WINDOW);
+            let back = self
+                .rival
+                .is_some_and(|r| r.instance == instance && now.duration_since(r.seen) <= self.holdoff + WINDOW);
             if back {
                 let retry = self.holdoff;
                 self.blocked_until = Some(now + retry);
@@ -120,7 +122,10 @@ mod tests {
         let (mut c, t) = (Claim::default(), Instant::now());
         let Decision::Welcome { .. } = c.decide(1, addr(1), t) else { panic!() };
         let Decision::Welcome { conn } = c.decide(2, addr(2), t) else { panic!() };
-        assert_eq!(c.decide(1, addr(3), t), Decision::Refuse { retry: HOLDOFF_MIN, detected: Some((addr(2), addr(3))) });
+        assert_eq!(
+            c.decide(1, addr(3), t),
+            Decision::Refuse { retry: HOLDOFF_MIN, detected: Some((addr(2), addr(3))) }
+        );
         assert!(matches!(c.decide(1, addr(4), t), Decision::Refuse { detected: None, .. }), "during the hold-off");
         assert!(matches!(c.decide(7, addr(4), t), Decision::Refuse { detected: None, .. }), "anyone else too");
         let later = t + HOLDOFF_MIN;

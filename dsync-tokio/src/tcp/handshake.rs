@@ -3,11 +3,11 @@
 //! tells the other side why when a check fails.
 //!
 //! ```text
-//! dialer   → acceptor : magic, version, HELLO   dialer, acceptor, nonce_d, instance_d, name_len, name
-//! acceptor → dialer   : magic, version, CHALLENGE acceptor, dialer, nonce_a, mac_a
-//!                                    or REFUSE reason, index, nodes, name_len, name
-//! dialer   → acceptor : PROOF mac_d  or REFUSE (BadSecret: mac_a did not verify)
-//! acceptor → dialer   : WELCOME mac_w, DUPLICATE retry_ms mac_u, or REFUSE (BadSecret: mac_d did not verify)
+//! dialer   → acceptor : magic, version, dialer, acceptor, nonce_d, instance_d, name_len, name (HELLO)
+//! acceptor → dialer   : magic, version, then a record: CHALLENGE acceptor, dialer, nonce_a, mac_a
+//!                                                  or REFUSE reason, index, nodes, name_len, name
+//! dialer   → acceptor : record: PROOF mac_d, or REFUSE (BadSecret: mac_a did not verify)
+//! acceptor → dialer   : record: WELCOME mac_w, DUPLICATE retry_ms mac_u, or REFUSE (BadSecret: mac_d failed)
 //! mac_x = HMAC(secret, label_x ‖ version ‖ name_len ‖ name ‖ dialer ‖ acceptor ‖ nonce_d ‖ nonce_a ‖ instance_d)
 //! ```
 //! Each side proves it knows the secret over both fresh nonces, so a recorded handshake cannot be replayed,
@@ -17,7 +17,9 @@
 //! contents escaped and bounded ([`MAX_NAME`] bytes). A wrong secret is reported by whichever side sees a
 //! MAC fail, to the other side, so both log the real reason; the verdict after the proofs (welcome, or
 //! "another live node holds your index") is authenticated. Every message is bounded and read with a
-//! deadline, so a silent or garbage-speaking peer costs one short-lived task. The secret authenticates the
+//! deadline, so a silent or garbage-speaking peer costs one short-lived task. Names are zero-padded and
+//! every message after the first is a record of one fixed size ([`RECORD_LEN`]), so the two sides always
+//! read exactly what the other wrote, whatever a corrupting relay changes. The secret authenticates the
 //! peer, not each later frame and not their confidentiality: across an untrusted network, use the QUIC
 //! transport (TLS).
 
@@ -38,12 +40,12 @@ const NONCE: usize = 32;
 const MAC: usize = 32;
 /// Magic and version, at the start of each side's first message.
 pub const HEADER_LEN: usize = 6 + 2;
-/// A HELLO after the header, without the name: dialer, acceptor, nonce, instance, name length.
-pub const HELLO_FIXED: usize = 1 + 1 + NONCE + 8 + 1;
-/// A CHALLENGE after its kind byte: acceptor, dialer, nonce, MAC.
-pub const CHALLENGE_BODY: usize = 1 + 1 + NONCE + MAC;
-/// A REFUSE after its kind byte, without the name: reason, index, nodes, name length.
-pub const REFUSE_FIXED: usize = 4;
+/// The dialer's HELLO: header, dialer, acceptor, nonce, instance, name length, name zero-padded to
+/// [`MAX_NAME`].
+pub const HELLO_LEN: usize = HEADER_LEN + 1 + 1 + NONCE + 8 + 1 + MAX_NAME;
+/// Every later message is a record of this size: a kind byte and a zero-padded body. One size for all
+/// kinds means a corrupted kind byte can never make a side wait for bytes the other will not send.
+pub const RECORD_LEN: usize = 1 + 3 + 1 + MAX_NAME;
 
 /// Message kinds (the byte after the header, or the first byte of a later message).
 pub mod kind {
@@ -342,10 +344,31 @@ const WELCOME: &[u8] = b"dsync-welcome-2";
 const DUPLICATE: &[u8] = b"dsync-duplicate-2";
 
 fn header() -> Vec<u8> {
-    let mut b = Vec::with_capacity(HEADER_LEN + 1 + CHALLENGE_BODY + MAX_NAME);
+    let mut b = Vec::with_capacity(HELLO_LEN);
     b.extend_from_slice(&MAGIC);
     b.extend_from_slice(&VERSION.to_le_bytes());
     b
+}
+
+/// `name_len ‖ name`, zero-padded to [`MAX_NAME`].
+fn put_name(out: &mut Vec<u8>, name: &ClusterName) {
+    let name = name.as_str().as_bytes();
+    let name = &name[..name.len().min(MAX_NAME)];
+    out.push(name.len() as u8);
+    out.extend_from_slice(name);
+    out.resize(out.len() + MAX_NAME - name.len(), 0);
+}
+
+/// The name in `b` (`name_len ‖ name ‖ zero padding`, `1 + MAX_NAME` bytes).
+fn get_name(b: &[u8]) -> Result<&[u8], HandshakeError> {
+    let len = usize::from(b[0]);
+    if len > MAX_NAME {
+        return Err(HandshakeError::Malformed("cluster name longer than 64 bytes"));
+    }
+    if b[1 + len..1 + MAX_NAME].iter().any(|&x| x != 0) {
+        return Err(HandshakeError::Malformed("bytes after the cluster name"));
+    }
+    Ok(&b[1..1 + len])
 }
 
 /// The dialer's first message.
@@ -355,23 +378,39 @@ pub fn hello(id: &Identity, to: usize, nonce: &[u8; NONCE]) -> Vec<u8> {
     b.push(to as u8);
     b.extend_from_slice(nonce);
     b.extend_from_slice(&id.instance.to_le_bytes());
-    let name = id.cluster.as_str().as_bytes();
-    let name = &name[..name.len().min(MAX_NAME)];
-    b.push(name.len() as u8);
-    b.extend_from_slice(name);
+    put_name(&mut b, &id.cluster);
+    debug_assert_eq!(b.len(), HELLO_LEN);
     b
 }
 
-/// A REFUSE (kind byte included) telling the other side why, with what this node would tell anyone.
-fn refusal(out: &mut Vec<u8>, id: &Identity, why: u8) {
-    out.push(kind::REFUSE);
-    let name = id.cluster.as_str().as_bytes();
-    let name = &name[..name.len().min(MAX_NAME)];
-    out.extend_from_slice(&[why, id.me as u8, id.nodes as u8, name.len() as u8]);
-    out.extend_from_slice(name);
+/// Appends a record of `kind` with `body`, zero-padded to [`RECORD_LEN`].
+fn record(out: &mut Vec<u8>, kind: u8, body: &[u8]) {
+    debug_assert!(body.len() < RECORD_LEN);
+    out.push(kind);
+    out.extend_from_slice(body);
+    out.resize(out.len() + RECORD_LEN - 1 - body.len(), 0);
 }
 
-/// Sends a refusal and returns `err`; a failure to send is ignored (the connection is dropped anyway).
+/// Reads a record: its kind and body, checking that the padding after `used(kind)` body bytes is zero.
+async fn read_record<S: AsyncRead + Unpin>(s: &mut S) -> Result<(u8, [u8; RECORD_LEN - 1]), HandshakeError> {
+    let mut r = [0u8; RECORD_LEN];
+    s.read_exact(&mut r).await?;
+    let used = match r[0] {
+        kind::CHALLENGE => 2 + NONCE + MAC,
+        kind::PROOF | kind::WELCOME => MAC,
+        kind::DUPLICATE => 4 + MAC,
+        // The name's own padding is checked when it is read.
+        kind::REFUSE => RECORD_LEN - 1,
+        _ => return Err(HandshakeError::Malformed("unknown message kind")),
+    };
+    if r[1 + used..].iter().any(|&x| x != 0) {
+        return Err(HandshakeError::Malformed("nonzero padding"));
+    }
+    Ok((r[0], r[1..].try_into().expect("record body")))
+}
+
+/// Sends a REFUSE (after `out`, the header or nothing) telling the other side why, with what this node
+/// would tell anyone, and returns `err`; a failure to send is ignored (the connection is dropped anyway).
 async fn refuse<S: AsyncWrite + Unpin>(
     s: &mut S,
     mut out: Vec<u8>,
@@ -379,7 +418,9 @@ async fn refuse<S: AsyncWrite + Unpin>(
     why: u8,
     err: HandshakeError,
 ) -> HandshakeError {
-    refusal(&mut out, id, why);
+    let mut body = vec![why, id.me as u8, id.nodes as u8];
+    put_name(&mut body, &id.cluster);
+    record(&mut out, kind::REFUSE, &body);
     if s.write_all(&out).await.is_ok() {
         let _ = s.flush().await;
     }
@@ -398,26 +439,15 @@ fn check_header(b: &[u8]) -> Result<(), HandshakeError> {
     Ok(())
 }
 
-/// Reads a refusal's body (after its kind byte) and says what it means for this side; `dialed` is the
-/// index we dialed, if we are the dialer.
-async fn read_refusal<S: AsyncRead + Unpin>(s: &mut S, id: &Identity, dialed: Option<usize>) -> HandshakeError {
-    let mut b = [0u8; REFUSE_FIXED];
-    if let Err(e) = s.read_exact(&mut b).await {
-        return HandshakeError::Io(e);
-    }
-    let [why, index, nodes, len] = b;
-    let (index, nodes, len) = (usize::from(index), usize::from(nodes), usize::from(len));
-    if len > MAX_NAME {
-        return HandshakeError::Malformed("cluster name longer than 64 bytes");
-    }
-    let mut name = [0u8; MAX_NAME];
-    if let Err(e) = s.read_exact(&mut name[..len]).await {
-        return HandshakeError::Io(e);
-    }
+/// What a refusal's body means for this side; `dialed` is the index we dialed, if we are the dialer.
+fn refusal(b: &[u8], id: &Identity, dialed: Option<usize>) -> HandshakeError {
+    let (why, index, nodes) = (b[0], usize::from(b[1]), usize::from(b[2]));
+    let name = match get_name(&b[3..]) {
+        Ok(n) => n,
+        Err(e) => return e,
+    };
     match why {
-        reason::CLUSTER => {
-            HandshakeError::Cluster { ours: id.cluster.to_string(), theirs: escape_name(&name[..len]) }
-        }
+        reason::CLUSTER => HandshakeError::Cluster { ours: id.cluster.to_string(), theirs: escape_name(name) },
         reason::NOT_THIS_NODE => HandshakeError::WrongNode { dialed: dialed.unwrap_or(usize::MAX), answered: index },
         reason::OUT_OF_RANGE => HandshakeError::OutOfRange { ours: id.me, nodes },
         reason::MAY_NOT_DIAL => HandshakeError::Refused(format!(
@@ -440,16 +470,14 @@ pub async fn dial<S: AsyncRead + AsyncWrite + Unpin>(
     let nd = nonce();
     s.write_all(&hello(id, peer, &nd)).await?;
     s.flush().await?;
-    let mut h = [0u8; HEADER_LEN + 1];
+    let mut h = [0u8; HEADER_LEN];
     s.read_exact(&mut h).await?;
     check_header(&h)?;
-    match h[HEADER_LEN] {
-        kind::CHALLENGE => {}
-        kind::REFUSE => return Err(read_refusal(s, id, Some(peer)).await),
-        _ => return Err(HandshakeError::Malformed("unknown reply to a hello")),
-    }
-    let mut c = [0u8; CHALLENGE_BODY];
-    s.read_exact(&mut c).await?;
+    let c = match read_record(s).await? {
+        (kind::CHALLENGE, c) => c,
+        (kind::REFUSE, b) => return Err(refusal(&b, id, Some(peer))),
+        _ => return Err(HandshakeError::Malformed("unexpected reply to a hello")),
+    };
     let (from, to) = (usize::from(c[0]), usize::from(c[1]));
     if from != peer || to != id.me {
         return Err(HandshakeError::WrongNode { dialed: peer, answered: from });
@@ -462,38 +490,27 @@ pub async fn dial<S: AsyncRead + AsyncWrite + Unpin>(
         na: c[2..2 + NONCE].try_into().expect("32 bytes"),
         instance_d: id.instance,
     };
-    if !t.verify(ACCEPTOR, &c[2 + NONCE..]) {
+    if !t.verify(ACCEPTOR, &c[2 + NONCE..2 + NONCE + MAC]) {
         return Err(refuse(s, Vec::new(), id, reason::BAD_SECRET, HandshakeError::BadMac).await);
     }
-    let mut proof = vec![kind::PROOF];
-    proof.extend_from_slice(&t.tag(DIALER));
+    let mut proof = Vec::with_capacity(RECORD_LEN);
+    record(&mut proof, kind::PROOF, &t.tag(DIALER));
     s.write_all(&proof).await?;
     s.flush().await?;
-    let mut k = [0u8; 1];
-    s.read_exact(&mut k).await?;
-    match k[0] {
-        kind::WELCOME => {
-            let mut m = [0u8; MAC];
-            s.read_exact(&mut m).await?;
-            if t.verify(WELCOME, &m) {
-                Ok(())
-            } else {
-                Err(HandshakeError::BadMac)
-            }
-        }
-        kind::DUPLICATE => {
-            let mut m = [0u8; 4 + MAC];
-            s.read_exact(&mut m).await?;
+    match read_record(s).await? {
+        (kind::WELCOME, m) if t.verify(WELCOME, &m[..MAC]) => Ok(()),
+        (kind::DUPLICATE, m) => {
             let mut tag = t.mac(DUPLICATE);
             tag.update(&m[..4]);
-            if tag.verify_slice(&m[4..]).is_err() {
+            if tag.verify_slice(&m[4..4 + MAC]).is_err() {
                 return Err(HandshakeError::BadMac);
             }
             let ms = u32::from_le_bytes(m[..4].try_into().expect("4 bytes"));
             Err(HandshakeError::Duplicate { retry: Duration::from_millis(u64::from(ms)) })
         }
-        kind::REFUSE => Err(read_refusal(s, id, Some(peer)).await),
-        _ => Err(HandshakeError::Malformed("unknown reply to a proof")),
+        (kind::REFUSE, b) => Err(refusal(&b, id, Some(peer))),
+        (kind::WELCOME, _) => Err(HandshakeError::BadMac),
+        _ => Err(HandshakeError::Malformed("unexpected reply to a proof")),
     }
 }
 
@@ -526,7 +543,7 @@ pub async fn accept_with<S: AsyncRead + AsyncWrite + Unpin>(
     id: &Identity,
     decide: impl FnOnce(&Hello) -> Verdict,
 ) -> Result<Hello, HandshakeError> {
-    let mut b = [0u8; HEADER_LEN + HELLO_FIXED];
+    let mut b = [0u8; HELLO_LEN];
     s.read_exact(&mut b).await?;
     if b[..6] != MAGIC {
         return Err(HandshakeError::BadMagic);
@@ -538,13 +555,7 @@ pub async fn accept_with<S: AsyncRead + AsyncWrite + Unpin>(
     let (from, to) = (usize::from(body[0]), usize::from(body[1]));
     let nd: [u8; NONCE] = body[2..2 + NONCE].try_into().expect("32 bytes");
     let instance = u64::from_le_bytes(body[2 + NONCE..2 + NONCE + 8].try_into().expect("8 bytes"));
-    let len = usize::from(body[HELLO_FIXED - 1]);
-    if len > MAX_NAME {
-        return Err(HandshakeError::Malformed("cluster name longer than 64 bytes"));
-    }
-    let mut name = [0u8; MAX_NAME];
-    s.read_exact(&mut name[..len]).await?;
-    let name = &name[..len];
+    let name = get_name(&body[2 + NONCE + 8..])?;
     if instance == id.instance {
         return Err(refuse(s, header(), id, reason::SELF_DIAL, HandshakeError::SelfDial).await);
     }
@@ -568,40 +579,33 @@ pub async fn accept_with<S: AsyncRead + AsyncWrite + Unpin>(
     }
     let t = Transcript { id, dialer: from, acceptor: id.me, nd, na: nonce(), instance_d: instance };
     let mut c = header();
-    c.push(kind::CHALLENGE);
-    c.extend_from_slice(&[id.me as u8, from as u8]);
-    c.extend_from_slice(&t.na);
-    c.extend_from_slice(&t.tag(ACCEPTOR));
+    let mut body = vec![id.me as u8, from as u8];
+    body.extend_from_slice(&t.na);
+    body.extend_from_slice(&t.tag(ACCEPTOR));
+    record(&mut c, kind::CHALLENGE, &body);
     s.write_all(&c).await?;
     s.flush().await?;
-    let mut k = [0u8; 1];
-    s.read_exact(&mut k).await?;
-    match k[0] {
-        kind::PROOF => {}
-        kind::REFUSE => return Err(read_refusal(s, id, None).await),
-        _ => return Err(HandshakeError::Malformed("unknown reply to a challenge")),
-    }
-    let mut proof = [0u8; MAC];
-    s.read_exact(&mut proof).await?;
-    if !t.verify(DIALER, &proof) {
+    let proof = match read_record(s).await? {
+        (kind::PROOF, p) => p,
+        (kind::REFUSE, b) => return Err(refusal(&b, id, None)),
+        _ => return Err(HandshakeError::Malformed("unexpected reply to a challenge")),
+    };
+    if !t.verify(DIALER, &proof[..MAC]) {
         return Err(refuse(s, Vec::new(), id, reason::BAD_SECRET, HandshakeError::BadMac).await);
     }
     debug_assert!(id.nodes > from);
     let hello = Hello { peer: from, instance };
-    let mut v = Vec::with_capacity(1 + 4 + MAC);
+    let mut v = Vec::with_capacity(RECORD_LEN);
     let result = match decide(&hello) {
         Verdict::Welcome => {
-            v.push(kind::WELCOME);
-            v.extend_from_slice(&t.tag(WELCOME));
+            record(&mut v, kind::WELCOME, &t.tag(WELCOME));
             Ok(hello)
         }
         Verdict::Duplicate(retry) => {
             let ms = u32::try_from(retry.as_millis()).unwrap_or(u32::MAX).to_le_bytes();
             let mut tag = t.mac(DUPLICATE);
             tag.update(&ms);
-            v.push(kind::DUPLICATE);
-            v.extend_from_slice(&ms);
-            v.extend_from_slice(&tag.finalize().into_bytes());
+            record(&mut v, kind::DUPLICATE, &[&ms[..], &tag.finalize().into_bytes()].concat());
             Err(HandshakeError::Duplicate { retry })
         }
     };
@@ -661,7 +665,10 @@ mod tests {
         let other = Identity::new("other\n\x1b[31m", 0, 3, &b"s"[..]);
         let (d, a) = run(other, ident(2, b"s"), 2).await;
         match (&d, &a) {
-            (Err(HandshakeError::Cluster { ours: o1, theirs: t1 }), Err(HandshakeError::Cluster { ours: o2, theirs: t2 })) => {
+            (
+                Err(HandshakeError::Cluster { ours: o1, theirs: t1 }),
+                Err(HandshakeError::Cluster { ours: o2, theirs: t2 }),
+            ) => {
                 assert_eq!((o1.as_str(), t1.as_str()), (r#""other\n\x1b[31m""#, r#""test""#));
                 assert_eq!((o2.as_str(), t2.as_str()), (r#""test""#, r#""other\n\x1b[31m""#));
             }
@@ -689,7 +696,8 @@ mod tests {
         let (mut x, mut y) = tokio::io::duplex(1024);
         let (d, a) = (ident(0, b"s"), ident(2, b"s"));
         let dialer = async move { dial(&mut x, &d, 2).await };
-        let acceptor = async move { accept_with(&mut y, &a, |_| Verdict::Duplicate(Duration::from_millis(1500))).await };
+        let acceptor =
+            async move { accept_with(&mut y, &a, |_| Verdict::Duplicate(Duration::from_millis(1500))).await };
         let (d, a) = tokio::join!(dialer, acceptor);
         assert!(matches!(d, Err(HandshakeError::Duplicate { retry }) if retry == Duration::from_millis(1500)), "{d:?}");
         assert!(matches!(a, Err(HandshakeError::Duplicate { .. })), "{a:?}");

@@ -56,7 +56,9 @@ impl Reporter {
             None => debug!("{msg} (repeat)"),
             Some(0) if level == Level::ERROR => error!("{msg}"),
             Some(0) => warn!("{msg}"),
-            Some(n) if level == Level::ERROR => error!("{msg} ({n} repeats in the last {REPORT_EVERY:?} logged at DEBUG)"),
+            Some(n) if level == Level::ERROR => {
+                error!("{msg} ({n} repeats in the last {REPORT_EVERY:?} logged at DEBUG)")
+            }
             Some(n) => warn!("{msg} ({n} repeats in the last {REPORT_EVERY:?} logged at DEBUG)"),
         }
     }
