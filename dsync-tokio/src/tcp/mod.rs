@@ -9,7 +9,7 @@
 //! A misconfigured peer (another secret or cluster name, a shuffled peer list) retries forever, so each
 //! (peer, reason) is logged once at WARN on both sides, in words that name the peer's address and what to
 //! check, and then at most once a minute with the count of repeats (DEBUG in between). Two live nodes
-//! claiming one index are detected on the accepting side ([`claim`]): reported once at ERROR and held off
+//! claiming one index are detected on the accepting side (module `claim`): reported once at ERROR and held off
 //! instead of replacing each other's connection in a storm.
 //!
 //! Memory per peer is bounded: outgoing frames wait in one byte buffer of at most

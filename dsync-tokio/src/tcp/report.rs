@@ -6,6 +6,9 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use tracing::{debug, error, warn, Level};
 
+/// The transport's log target (these lines are about its connections).
+const TARGET: &str = "dsync_tokio::tcp";
+
 /// How often one (peer, reason) pair is logged at its full level.
 pub(crate) const REPORT_EVERY: Duration = Duration::from_secs(60);
 
@@ -53,13 +56,13 @@ impl Reporter {
     /// Logs `msg` at `level` (WARN or ERROR) under `key`, or at DEBUG if that key was logged recently.
     pub(crate) fn report(&self, level: Level, key: String, msg: &str) {
         match self.admit(key) {
-            None => debug!("{msg} (repeat)"),
-            Some(0) if level == Level::ERROR => error!("{msg}"),
-            Some(0) => warn!("{msg}"),
+            None => debug!(target: TARGET, "{msg} (repeat)"),
+            Some(0) if level == Level::ERROR => error!(target: TARGET, "{msg}"),
+            Some(0) => warn!(target: TARGET, "{msg}"),
             Some(n) if level == Level::ERROR => {
                 error!("{msg} ({n} repeats in the last {REPORT_EVERY:?} logged at DEBUG)")
             }
-            Some(n) => warn!("{msg} ({n} repeats in the last {REPORT_EVERY:?} logged at DEBUG)"),
+            Some(n) => warn!(target: TARGET, "{msg} ({n} repeats in the last {REPORT_EVERY:?} logged at DEBUG)"),
         }
     }
 }
