@@ -130,7 +130,11 @@ async fn a_wrong_secret_is_reported_once_on_both_sides_with_the_address() {
     assert_eq!(acceptor_side.len(), 1, "repeats are suppressed:\n{}", logs.dump());
     assert!(dialer_side[0].contains(&format!("peer {} (node 1)", addrs[1])), "{}", dialer_side[0]);
     assert!(acceptor_side[0].contains("expects: it rejected our handshake proof"), "{}", acceptor_side[0]);
-    assert!(acceptor_side[0].contains("peer 127.0.0.1:"), "{}", acceptor_side[0]);
+    assert!(
+        acceptor_side[0].contains("peer 127.0.0.1:") && acceptor_side[0].contains("(says it is node 0)"),
+        "{}",
+        acceptor_side[0]
+    );
     assert!(!logs.dump().contains("eof"), "the real reason, not an early eof:\n{}", logs.dump());
     assert_eq!(logs.of(0, "WARN", "").len() + logs.of(1, "WARN", "").len(), 2, "{}", logs.dump());
 }

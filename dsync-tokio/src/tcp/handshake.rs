@@ -427,8 +427,14 @@ async fn refuse<S: AsyncWrite + Unpin>(
     err
 }
 
+/// The magic of the first handshake format (no names, refusals or instances).
+const MAGIC_1: [u8; 6] = *b"DSYNC\x01";
+
 /// Checks magic and version.
 fn check_header(b: &[u8]) -> Result<(), HandshakeError> {
+    if b[..6] == MAGIC_1 {
+        return Err(HandshakeError::Malformed("the peer runs an older dsync (handshake format 1): upgrade it"));
+    }
     if b[..6] != MAGIC {
         return Err(HandshakeError::BadMagic);
     }
@@ -543,16 +549,29 @@ pub async fn accept_with<S: AsyncRead + AsyncWrite + Unpin>(
     id: &Identity,
     decide: impl FnOnce(&Hello) -> Verdict,
 ) -> Result<Hello, HandshakeError> {
+    accept_claimed(s, id, decide, &mut None).await
+}
+
+/// [`accept_with`], also telling the index the peer claimed (not proven) once its hello was read, for
+/// the log line of a failure.
+pub(crate) async fn accept_claimed<S: AsyncRead + AsyncWrite + Unpin>(
+    s: &mut S,
+    id: &Identity,
+    decide: impl FnOnce(&Hello) -> Verdict,
+    claimed: &mut Option<usize>,
+) -> Result<Hello, HandshakeError> {
     let mut b = [0u8; HELLO_LEN];
-    s.read_exact(&mut b).await?;
-    if b[..6] != MAGIC {
-        return Err(HandshakeError::BadMagic);
+    // The header first: a peer of another format or protocol is told so without waiting for more bytes.
+    s.read_exact(&mut b[..HEADER_LEN]).await?;
+    match check_header(&b) {
+        Ok(()) => {}
+        Err(e @ HandshakeError::Version(_)) => return Err(refuse(s, header(), id, reason::VERSION, e).await),
+        Err(e) => return Err(e),
     }
-    if let Err(e) = check_header(&b) {
-        return Err(refuse(s, header(), id, reason::VERSION, e).await);
-    }
+    s.read_exact(&mut b[HEADER_LEN..]).await?;
     let body = &b[HEADER_LEN..];
     let (from, to) = (usize::from(body[0]), usize::from(body[1]));
+    *claimed = Some(from);
     let nd: [u8; NONCE] = body[2..2 + NONCE].try_into().expect("32 bytes");
     let instance = u64::from_le_bytes(body[2 + NONCE..2 + NONCE + 8].try_into().expect("8 bytes"));
     let name = get_name(&body[2 + NONCE + 8..])?;
@@ -679,6 +698,11 @@ mod tests {
         h[6] = 99;
         x.write_all(&h).await.unwrap();
         assert!(matches!(accept(&mut y, &ident(2, b"s")).await, Err(HandshakeError::Version(99))));
+        // A node of the first handshake format is named as such after 8 bytes (it sends only 50).
+        let (mut x, mut y) = tokio::io::duplex(1024);
+        x.write_all(&[&b"DSYNC\x01"[..], &[0u8; 44]].concat()).await.unwrap();
+        let old = accept(&mut y, &ident(2, b"s")).await;
+        assert!(matches!(&old, Err(HandshakeError::Malformed(m)) if m.contains("older dsync")), "{old:?}");
     }
 
     #[tokio::test]

@@ -405,21 +405,30 @@ fn kind_of(e: &HandshakeError) -> &'static str {
     }
 }
 
+/// "peer ADDR", with the index it claims if its hello said (not proven: for the reader, not for decisions).
+fn who(addr: SocketAddr, claimed: Option<usize>) -> String {
+    match claimed {
+        Some(c) => format!("peer {addr} (says it is node {c})"),
+        None => format!("peer {addr}"),
+    }
+}
+
 /// Logs why an inbound handshake from `addr` failed (rate-limited per peer IP and reason).
-fn report_accept_failure(reporter: &Reporter, me: usize, addr: SocketAddr, e: &HandshakeError) {
+fn report_accept_failure(reporter: &Reporter, me: usize, addr: SocketAddr, claimed: Option<usize>, e: &HandshakeError) {
+    let peer = who(addr, claimed);
     let msg = match e {
         // The dialing half of this node reports it.
         HandshakeError::SelfDial => return debug!(%addr, "a dial of this node's own address reached itself"),
         // Reported when decided.
         HandshakeError::Duplicate { .. } => return,
         HandshakeError::SecretRefused => format!(
-            "we do not know the secret peer {addr} expects: it rejected our handshake proof (the nodes have different cluster secrets)"
+            "we do not know the secret {peer} expects: it rejected our handshake proof (the nodes have different cluster secrets)"
         ),
         HandshakeError::BadMac => {
-            format!("peer {addr} does not know our cluster secret: its handshake proof failed")
+            format!("{peer} does not know our cluster secret: its handshake proof failed")
         }
         HandshakeError::Cluster { ours, theirs } => {
-            format!("peer {addr} belongs to cluster {theirs}, this node to cluster {ours}: the cluster names differ")
+            format!("{peer} belongs to cluster {theirs}, this node to cluster {ours}: the cluster names differ")
         }
         HandshakeError::Misaddressed { from, to } => format!(
             "peer {addr} (node {from}) dialed us as node {to}, but this is node {me}: check --peers order / --id"
@@ -427,7 +436,7 @@ fn report_accept_failure(reporter: &Reporter, me: usize, addr: SocketAddr, e: &H
         HandshakeError::Index { claimed, expected } => {
             format!("peer {addr} claims node index {claimed}, expected {expected}: check --peers / --id")
         }
-        other => format!("peer {addr} failed the handshake: {other}"),
+        other => format!("{peer} failed the handshake: {other}"),
     };
     reporter.report(Level::WARN, format!("{}/{}", addr.ip(), kind_of(e)), &msg);
 }
@@ -495,7 +504,9 @@ async fn accept_loop(
                     }
                 }
             };
-            let result = tokio::time::timeout(timeout, handshake::accept_with(&mut stream, &id, decide)).await;
+            let mut claimed = None;
+            let handshake = handshake::accept_claimed(&mut stream, &id, decide, &mut claimed);
+            let result = tokio::time::timeout(timeout, handshake).await;
             match (result, admitted) {
                 (Ok(Ok(hello)), Some((_, conn))) => queues[hello.peer].newest.put(Accepted { stream, addr, conn }),
                 (result, admitted) => {
@@ -504,11 +515,11 @@ async fn accept_loop(
                     }
                     stats.rejected.fetch_add(1, Ordering::Relaxed);
                     match result {
-                        Ok(Err(e)) => report_accept_failure(&reporter, id.me, addr, &e),
+                        Ok(Err(e)) => report_accept_failure(&reporter, id.me, addr, claimed, &e),
                         _ => reporter.report(
                             Level::WARN,
                             format!("{}/timeout", addr.ip()),
-                            &format!("peer {addr} did not complete the handshake within {timeout:?}"),
+                            &format!("{} did not complete the handshake within {timeout:?}", who(addr, claimed)),
                         ),
                     }
                 }
@@ -645,6 +656,10 @@ impl Link {
                      error (duplicate --id?); retrying in {retry:?}"
                 )
             }
+            HandshakeError::Io(io) => format!(
+                "peer {addr} (node {j}) closed the connection during the handshake without saying why ({io}): an \
+                 older dsync version, or not a dsync node?"
+            ),
             other => format!("handshake with peer {addr} (node {j}) failed: {other}"),
         };
         self.reporter.report(level, format!("{j}/{}", kind_of(&e)), &msg);

@@ -60,7 +60,7 @@ impl Reporter {
             Some(0) if level == Level::ERROR => error!(target: TARGET, "{msg}"),
             Some(0) => warn!(target: TARGET, "{msg}"),
             Some(n) if level == Level::ERROR => {
-                error!("{msg} ({n} repeats in the last {REPORT_EVERY:?} logged at DEBUG)")
+                error!(target: TARGET, "{msg} ({n} repeats in the last {REPORT_EVERY:?} logged at DEBUG)")
             }
             Some(n) => warn!(target: TARGET, "{msg} ({n} repeats in the last {REPORT_EVERY:?} logged at DEBUG)"),
         }

@@ -74,6 +74,9 @@ fn classify(e: &HandshakeError) -> Expected {
 }
 
 fn header(b: &[u8]) -> Option<Expected> {
+    if &b[..6] == b"DSYNC\x01" {
+        return Some(Expected::Malformed);
+    }
     if b[..6] != MAGIC {
         return Some(Expected::BadMagic);
     }
@@ -123,11 +126,14 @@ fn refusal(body: &[u8]) -> Expected {
 /// The acceptor `me` given a dialer's bytes.
 fn expected_by_acceptor(b: &[u8], me: usize) -> Expected {
     let hello_len = handshake::HELLO_LEN;
-    if b.len() < hello_len {
+    if b.len() < HEADER_LEN {
         return Expected::Io;
     }
     if let Some(e) = header(b) {
         return e;
+    }
+    if b.len() < hello_len {
+        return Expected::Io;
     }
     let body = &b[HEADER_LEN..];
     let (from, to) = (usize::from(body[0]), usize::from(body[1]));
