@@ -28,9 +28,19 @@ impl<T> Newest<T> {
         self.ready.notify_one();
     }
 
-    /// Resolves once a connection has been put since the last wake-up (cancel-safe).
+    /// Resolves once a connection is waiting (cancel-safe).
+    ///
+    /// Only a waiting connection counts: two quick puts leave a second wake-up behind after the first was
+    /// taken, and a task that took it for a replacement would drop its live connection for nothing — with
+    /// two dialers, each drop brings a redial and another put, a storm of replacements.
     pub async fn arrived(&self) {
-        self.ready.notified().await
+        loop {
+            let notified = self.ready.notified();
+            if self.slot.lock().unwrap_or_else(|e| e.into_inner()).is_some() {
+                return;
+            }
+            notified.await;
+        }
     }
 
     /// The waiting connection, if any.
@@ -126,6 +136,21 @@ mod tests {
         let mut empty = Vec::new();
         assert_eq!(queue_frames(&mut empty, &batch[..one], 1), 0, "an empty queue takes one frame of any size");
         assert_eq!(empty.len(), one);
+    }
+
+    #[tokio::test]
+    async fn a_stale_wake_up_is_not_an_arrival() {
+        let newest = Newest::default();
+        newest.put(1);
+        newest.put(2);
+        newest.arrived().await;
+        assert_eq!(newest.take(), Some(2), "the newest wins");
+        // The second put's wake-up is still pending, but nothing is waiting.
+        let waited = tokio::time::timeout(Duration::from_millis(50), newest.arrived()).await;
+        assert!(waited.is_err(), "a stale wake-up counted as an arrival");
+        newest.put(3);
+        newest.arrived().await;
+        assert_eq!(newest.take(), Some(3));
     }
 
     #[test]

@@ -32,7 +32,7 @@ fn config(addrs: &[SocketAddr], me: usize, secret: &[u8]) -> TcpConfig {
 }
 
 fn identity(me: usize, nodes: usize) -> Identity {
-    Identity { cluster: cluster_id("test"), me, nodes, secret: Arc::from(SECRET) }
+    Identity::new(cluster_id("test"), me, nodes, SECRET)
 }
 
 /// Waits until `cond` holds, polling; fails the test after PATIENCE.

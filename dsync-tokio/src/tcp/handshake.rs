@@ -1,71 +1,258 @@
-//! The connection handshake: protocol version, cluster id and node indices, proven by a mutual
-//! challenge–response over the shared cluster secret (HMAC-SHA256).
+//! The connection handshake: protocol version, cluster name, node indices and a per-process instance nonce,
+//! proven by a mutual challenge–response over the shared cluster secret (HMAC-SHA256), and a refusal that
+//! tells the other side why when a check fails.
 //!
 //! ```text
-//! dialer   → acceptor : HELLO   magic, version, cluster, dialer, acceptor, nonce_d
-//! acceptor → dialer   : CHALLENGE magic, version, cluster, acceptor, dialer, nonce_a, mac_a
-//! dialer   → acceptor : PROOF   mac_d
-//! mac_x = HMAC(secret, label_x ‖ cluster ‖ dialer ‖ acceptor ‖ nonce_d ‖ nonce_a)
+//! dialer   → acceptor : magic, version, dialer, acceptor, nonce_d, instance_d, name_len, name (HELLO)
+//! acceptor → dialer   : magic, version, then a record: CHALLENGE acceptor, dialer, nonce_a, mac_a
+//!                                                  or REFUSE reason, index, nodes, name_len, name
+//! dialer   → acceptor : record: PROOF mac_d, or REFUSE (BadSecret: mac_a did not verify)
+//! acceptor → dialer   : record: WELCOME mac_w, DUPLICATE retry_ms mac_u, or REFUSE (BadSecret: mac_d failed)
+//! mac_x = HMAC(secret, label_x ‖ version ‖ name_len ‖ name ‖ dialer ‖ acceptor ‖ nonce_d ‖ nonce_a ‖ instance_d)
 //! ```
 //! Each side proves it knows the secret over both fresh nonces, so a recorded handshake cannot be replayed,
-//! and the indices are inside the MAC, so a node cannot claim another's index. Messages are fixed-size and
-//! read with a deadline, so a silent or garbage-speaking peer costs one short-lived task. The secret
-//! authenticates the peer, not each later frame and not their confidentiality: across an untrusted network,
-//! use the QUIC transport (TLS).
+//! and the cluster name, the indices and the dialer's instance are inside the MAC, so a node cannot claim
+//! another's index. A refusal before the proofs (another cluster name, an index that does not fit) is not
+//! authenticated: it only carries what the refusing node would tell anyone, and the receiver prints its
+//! contents escaped and bounded ([`MAX_NAME`] bytes). A wrong secret is reported by whichever side sees a
+//! MAC fail, to the other side, so both log the real reason; the verdict after the proofs (welcome, or
+//! "another live node holds your index") is authenticated. Every message is bounded and read with a
+//! deadline, so a silent or garbage-speaking peer costs one short-lived task. Names are zero-padded and
+//! every message after the first is a record of one fixed size ([`RECORD_LEN`]), so the two sides always
+//! read exactly what the other wrote, whatever a corrupting relay changes. The secret authenticates the
+//! peer, not each later frame and not their confidentiality: across an untrusted network, use the QUIC
+//! transport (TLS).
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-const MAGIC: [u8; 6] = *b"DSYNC\x01";
+/// The handshake's magic; its last byte is the handshake format (2: named clusters, instances, refusals).
+pub const MAGIC: [u8; 6] = *b"DSYNC\x02";
 /// The handshake's own version; bumped with `dsync_core::wire::PROTOCOL_VERSION`.
 pub const VERSION: u16 = dsync_core::wire::PROTOCOL_VERSION;
+/// Longest cluster name, in bytes.
+pub const MAX_NAME: usize = 64;
 const NONCE: usize = 32;
 const MAC: usize = 32;
-const HELLO_LEN: usize = 6 + 2 + 8 + 1 + 1 + NONCE;
-const CHALLENGE_LEN: usize = HELLO_LEN + MAC;
+/// Magic and version, at the start of each side's first message.
+pub const HEADER_LEN: usize = 6 + 2;
+/// The dialer's HELLO: header, dialer, acceptor, nonce, instance, name length, name zero-padded to
+/// [`MAX_NAME`].
+pub const HELLO_LEN: usize = HEADER_LEN + 1 + 1 + NONCE + 8 + 1 + MAX_NAME;
+/// Every later message is a record of this size: a kind byte and a zero-padded body. One size for all
+/// kinds means a corrupted kind byte can never make a side wait for bytes the other will not send.
+pub const RECORD_LEN: usize = 1 + 3 + 1 + MAX_NAME;
+
+/// Message kinds (the byte after the header, or the first byte of a later message).
+pub mod kind {
+    /// The acceptor's challenge.
+    pub const CHALLENGE: u8 = 1;
+    /// A refusal, with a [`super::reason`].
+    pub const REFUSE: u8 = 2;
+    /// The dialer's proof.
+    pub const PROOF: u8 = 3;
+    /// The acceptor's authenticated welcome.
+    pub const WELCOME: u8 = 4;
+    /// The acceptor's authenticated "another live node holds your index; retry after".
+    pub const DUPLICATE: u8 = 5;
+}
+
+/// Reasons carried by a REFUSE.
+pub mod reason {
+    /// Another protocol version (the header says which).
+    pub const VERSION: u8 = 1;
+    /// Another cluster name (the refusal carries the refuser's name).
+    pub const CLUSTER: u8 = 2;
+    /// The dialer addressed another index than the acceptor's (the refusal carries the acceptor's index).
+    pub const NOT_THIS_NODE: u8 = 3;
+    /// The dialer's index is out of the acceptor's peer list (the refusal carries its size).
+    pub const OUT_OF_RANGE: u8 = 4;
+    /// The dialer's index may not dial the acceptor (only lower indices dial higher ones).
+    pub const MAY_NOT_DIAL: u8 = 5;
+    /// The dialer reached its own process.
+    pub const SELF_DIAL: u8 = 6;
+    /// The other side's MAC did not verify: the secrets differ.
+    pub const BAD_SECRET: u8 = 7;
+}
+
+/// A cluster's name, which both sides of a handshake must share (at most [`MAX_NAME`] bytes, no control
+/// characters; [`crate::tcp::TcpTransport`] refuses a configuration with another).
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct ClusterName(Arc<str>);
+
+impl ClusterName {
+    /// The name; checked when a transport starts ([`ClusterName::check`]).
+    pub fn new(name: impl Into<String>) -> Self {
+        ClusterName(Arc::from(name.into()))
+    }
+
+    /// The name as given.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether the name can be carried by the handshake: at most [`MAX_NAME`] bytes, no control characters.
+    pub fn check(&self) -> Result<(), String> {
+        if self.0.len() > MAX_NAME {
+            return Err(format!("cluster name {self} is {} bytes long; at most {MAX_NAME} are allowed", self.0.len()));
+        }
+        if self.0.chars().any(char::is_control) {
+            return Err(format!("cluster name {self} contains control characters"));
+        }
+        Ok(())
+    }
+}
+
+impl From<&str> for ClusterName {
+    fn from(s: &str) -> Self {
+        ClusterName::new(s)
+    }
+}
+
+impl From<String> for ClusterName {
+    fn from(s: String) -> Self {
+        ClusterName::new(s)
+    }
+}
+
+impl From<&String> for ClusterName {
+    fn from(s: &String) -> Self {
+        ClusterName::new(s.as_str())
+    }
+}
+
+impl fmt::Display for ClusterName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&escape_name(self.0.as_bytes()))
+    }
+}
+
+impl fmt::Debug for ClusterName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+/// A name for a log line: quoted, at most [`MAX_NAME`] bytes (then `…`), every byte that is not printable
+/// ASCII escaped, so a peer cannot inject lines, terminal sequences or lookalike text into our logs.
+pub fn escape_name(b: &[u8]) -> String {
+    let mut s = String::with_capacity(b.len() + 2);
+    s.push('"');
+    for &c in b.iter().take(MAX_NAME) {
+        s.extend(std::ascii::escape_default(c).map(char::from));
+    }
+    if b.len() > MAX_NAME {
+        s.push('…');
+    }
+    s.push('"');
+    s
+}
+
+/// The cluster's identity in the handshake, from its name. (Kept under its old name: the handshake now
+/// carries the name itself, so that a mismatch can print both.)
+pub fn cluster_id(name: &str) -> ClusterName {
+    ClusterName::new(name)
+}
 
 /// What the two sides must agree on, and who this side is.
 #[derive(Clone)]
 pub struct Identity {
-    /// The cluster id ([`cluster_id`]).
-    pub cluster: u64,
+    /// The cluster's name.
+    pub cluster: ClusterName,
     /// This node's index.
     pub me: usize,
     /// The cluster size.
     pub nodes: usize,
     /// The shared secret.
-    pub secret: std::sync::Arc<[u8]>,
+    pub secret: Arc<[u8]>,
+    /// A random number drawn once per transport (process): tells two live nodes claiming one index apart,
+    /// and recognises a dial that reached this very node.
+    pub instance: u64,
+}
+
+impl Identity {
+    /// Node `me` of `nodes` in `cluster`, with a fresh random instance.
+    pub fn new(cluster: impl Into<ClusterName>, me: usize, nodes: usize, secret: impl Into<Arc<[u8]>>) -> Self {
+        let mut b = [0u8; 8];
+        getrandom::fill(&mut b).expect("the operating system's random source is unavailable");
+        Identity { cluster: cluster.into(), me, nodes, secret: secret.into(), instance: u64::from_le_bytes(b) }
+    }
 }
 
 impl std::fmt::Debug for Identity {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Never print the secret.
-        f.debug_struct("Identity").field("cluster", &self.cluster).field("me", &self.me).finish_non_exhaustive()
+        f.debug_struct("Identity")
+            .field("cluster", &self.cluster)
+            .field("me", &self.me)
+            .field("instance", &format_args!("{:016x}", self.instance))
+            .finish_non_exhaustive()
     }
 }
 
-/// Why a handshake failed; each is logged once and the connection dropped.
+/// Why a handshake failed; the transport logs it (rate-limited) and drops the connection.
 #[derive(Debug)]
 pub enum HandshakeError {
-    /// The connection failed or closed mid-handshake.
+    /// The connection failed or closed mid-handshake, without a refusal.
     Io(std::io::Error),
-    /// The first bytes are not a dsync hello.
+    /// The first bytes are not a dsync handshake of this format.
     BadMagic,
+    /// A message of the right format with an impossible field (unknown kind, over-long name).
+    Malformed(&'static str),
     /// The peer speaks another protocol version.
     Version(u16),
-    /// The peer belongs to another cluster.
-    Cluster(u64),
-    /// The peer claims an index it may not use on this connection.
+    /// The peer belongs to another cluster. `theirs` is escaped and bounded ([`escape_name`]).
+    Cluster {
+        /// This node's cluster name, escaped.
+        ours: String,
+        /// The peer's, escaped.
+        theirs: String,
+    },
+    /// The peer claims an index it may not use on this connection (accepting side).
     Index {
         /// The index claimed.
         claimed: usize,
         /// What was acceptable.
         expected: String,
     },
-    /// The MAC did not verify: wrong secret, or a forged index.
+    /// The peer (node `from`) dialed this node as node `to`, but this node has another index (accepting side).
+    Misaddressed {
+        /// The index the peer claims.
+        from: usize,
+        /// The index it thought it dialed.
+        to: usize,
+    },
+    /// We dialed node `dialed`, and the node that answered says it is node `answered`.
+    WrongNode {
+        /// The index our peer list gives the address.
+        dialed: usize,
+        /// The index the peer says it has.
+        answered: usize,
+    },
+    /// The peer's peer list has `nodes` entries; our index is not among them.
+    OutOfRange {
+        /// Our index.
+        ours: usize,
+        /// The peer's cluster size.
+        nodes: usize,
+    },
+    /// The dial reached this node itself.
+    SelfDial,
+    /// The peer's MAC did not verify: it does not know our secret (or the handshake was forged).
     BadMac,
+    /// The peer says our MAC did not verify: we do not know its secret.
+    SecretRefused,
+    /// Another live node holds the dialer's index; retry after the delay.
+    Duplicate {
+        /// How long the acceptor refuses that index from other instances.
+        retry: Duration,
+    },
+    /// The peer refused for another reason.
+    Refused(String),
 }
 
 impl std::error::Error for HandshakeError {}
@@ -73,14 +260,32 @@ impl std::error::Error for HandshakeError {}
 impl fmt::Display for HandshakeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            HandshakeError::Io(e) => write!(f, "I/O during handshake: {e}"),
-            HandshakeError::BadMagic => f.write_str("not a dsync peer (bad magic)"),
+            HandshakeError::Io(e) => write!(f, "connection lost during the handshake: {e}"),
+            HandshakeError::BadMagic => f.write_str("not a dsync peer of this handshake format (bad magic)"),
+            HandshakeError::Malformed(what) => write!(f, "malformed handshake: {what}"),
             HandshakeError::Version(v) => write!(f, "peer speaks protocol version {v}, this node speaks {VERSION}"),
-            HandshakeError::Cluster(c) => write!(f, "peer belongs to cluster {c:#x}, not this one"),
+            HandshakeError::Cluster { ours, theirs } => {
+                write!(f, "peer belongs to cluster {theirs}, this node to cluster {ours}")
+            }
             HandshakeError::Index { claimed, expected } => {
                 write!(f, "peer claims node index {claimed}, expected {expected}")
             }
-            HandshakeError::BadMac => f.write_str("authentication failed (wrong cluster secret or forged index)"),
+            HandshakeError::Misaddressed { from, to } => write!(f, "peer (node {from}) dialed us as node {to}"),
+            HandshakeError::WrongNode { dialed, answered } => {
+                write!(f, "dialed node {dialed}, but the peer says it is node {answered}")
+            }
+            HandshakeError::OutOfRange { ours, nodes } => {
+                write!(f, "the peer has {nodes} nodes in its peer list, so our index {ours} is out of range")
+            }
+            HandshakeError::SelfDial => f.write_str("the peer is this node itself"),
+            HandshakeError::BadMac => f.write_str("the peer does not know our cluster secret (its proof failed)"),
+            HandshakeError::SecretRefused => {
+                f.write_str("we do not know the secret the peer expects (it rejected our proof)")
+            }
+            HandshakeError::Duplicate { retry } => {
+                write!(f, "another live node holds our index at the peer; retry in {retry:?}")
+            }
+            HandshakeError::Refused(why) => write!(f, "the peer refused: {why}"),
         }
     }
 }
@@ -98,29 +303,138 @@ fn nonce() -> [u8; NONCE] {
     n
 }
 
-fn mac(id: &Identity, label: &[u8], dialer: usize, acceptor: usize, nd: &[u8], na: &[u8]) -> Hmac<Sha256> {
-    let mut m = <Hmac<Sha256> as Mac>::new_from_slice(&id.secret).expect("HMAC takes keys of any length");
-    m.update(label);
-    m.update(&id.cluster.to_le_bytes());
-    m.update(&[dialer as u8, acceptor as u8]);
-    m.update(nd);
-    m.update(na);
-    m
+/// The transcript both sides authenticate.
+struct Transcript<'a> {
+    id: &'a Identity,
+    dialer: usize,
+    acceptor: usize,
+    nd: [u8; NONCE],
+    na: [u8; NONCE],
+    instance_d: u64,
 }
 
-fn hello(id: &Identity, from: usize, to: usize, nonce: &[u8; NONCE]) -> Vec<u8> {
-    let mut b = Vec::with_capacity(CHALLENGE_LEN);
+impl Transcript<'_> {
+    fn mac(&self, label: &[u8]) -> Hmac<Sha256> {
+        let id = self.id;
+        let mut m = <Hmac<Sha256> as Mac>::new_from_slice(&id.secret).expect("HMAC takes keys of any length");
+        m.update(label);
+        m.update(&VERSION.to_le_bytes());
+        let name = id.cluster.as_str().as_bytes();
+        m.update(&[name.len() as u8]);
+        m.update(name);
+        m.update(&[self.dialer as u8, self.acceptor as u8]);
+        m.update(&self.nd);
+        m.update(&self.na);
+        m.update(&self.instance_d.to_le_bytes());
+        m
+    }
+
+    fn tag(&self, label: &[u8]) -> [u8; MAC] {
+        self.mac(label).finalize().into_bytes().into()
+    }
+
+    fn verify(&self, label: &[u8], tag: &[u8]) -> bool {
+        self.mac(label).verify_slice(tag).is_ok()
+    }
+}
+
+const ACCEPTOR: &[u8] = b"dsync-acceptor-2";
+const DIALER: &[u8] = b"dsync-dialer-2";
+const WELCOME: &[u8] = b"dsync-welcome-2";
+const DUPLICATE: &[u8] = b"dsync-duplicate-2";
+
+fn header() -> Vec<u8> {
+    let mut b = Vec::with_capacity(HELLO_LEN);
     b.extend_from_slice(&MAGIC);
     b.extend_from_slice(&VERSION.to_le_bytes());
-    b.extend_from_slice(&id.cluster.to_le_bytes());
-    b.push(from as u8);
-    b.push(to as u8);
-    b.extend_from_slice(nonce);
     b
 }
 
-/// Parsed HELLO/CHALLENGE header: (from, to, nonce).
-fn parse_hello(id: &Identity, b: &[u8]) -> Result<(usize, usize, [u8; NONCE]), HandshakeError> {
+/// `name_len ‖ name`, zero-padded to [`MAX_NAME`].
+fn put_name(out: &mut Vec<u8>, name: &ClusterName) {
+    let name = name.as_str().as_bytes();
+    let name = &name[..name.len().min(MAX_NAME)];
+    out.push(name.len() as u8);
+    out.extend_from_slice(name);
+    out.resize(out.len() + MAX_NAME - name.len(), 0);
+}
+
+/// The name in `b` (`name_len ‖ name ‖ zero padding`, `1 + MAX_NAME` bytes).
+fn get_name(b: &[u8]) -> Result<&[u8], HandshakeError> {
+    let len = usize::from(b[0]);
+    if len > MAX_NAME {
+        return Err(HandshakeError::Malformed("cluster name longer than 64 bytes"));
+    }
+    if b[1 + len..1 + MAX_NAME].iter().any(|&x| x != 0) {
+        return Err(HandshakeError::Malformed("bytes after the cluster name"));
+    }
+    Ok(&b[1..1 + len])
+}
+
+/// The dialer's first message.
+pub fn hello(id: &Identity, to: usize, nonce: &[u8; NONCE]) -> Vec<u8> {
+    let mut b = header();
+    b.push(id.me as u8);
+    b.push(to as u8);
+    b.extend_from_slice(nonce);
+    b.extend_from_slice(&id.instance.to_le_bytes());
+    put_name(&mut b, &id.cluster);
+    debug_assert_eq!(b.len(), HELLO_LEN);
+    b
+}
+
+/// Appends a record of `kind` with `body`, zero-padded to [`RECORD_LEN`].
+fn record(out: &mut Vec<u8>, kind: u8, body: &[u8]) {
+    debug_assert!(body.len() < RECORD_LEN);
+    out.push(kind);
+    out.extend_from_slice(body);
+    out.resize(out.len() + RECORD_LEN - 1 - body.len(), 0);
+}
+
+/// Reads a record: its kind and body, checking that the padding after `used(kind)` body bytes is zero.
+async fn read_record<S: AsyncRead + Unpin>(s: &mut S) -> Result<(u8, [u8; RECORD_LEN - 1]), HandshakeError> {
+    let mut r = [0u8; RECORD_LEN];
+    s.read_exact(&mut r).await?;
+    let used = match r[0] {
+        kind::CHALLENGE => 2 + NONCE + MAC,
+        kind::PROOF | kind::WELCOME => MAC,
+        kind::DUPLICATE => 4 + MAC,
+        // The name's own padding is checked when it is read.
+        kind::REFUSE => RECORD_LEN - 1,
+        _ => return Err(HandshakeError::Malformed("unknown message kind")),
+    };
+    if r[1 + used..].iter().any(|&x| x != 0) {
+        return Err(HandshakeError::Malformed("nonzero padding"));
+    }
+    Ok((r[0], r[1..].try_into().expect("record body")))
+}
+
+/// Sends a REFUSE (after `out`, the header or nothing) telling the other side why, with what this node
+/// would tell anyone, and returns `err`; a failure to send is ignored (the connection is dropped anyway).
+async fn refuse<S: AsyncWrite + Unpin>(
+    s: &mut S,
+    mut out: Vec<u8>,
+    id: &Identity,
+    why: u8,
+    err: HandshakeError,
+) -> HandshakeError {
+    let mut body = vec![why, id.me as u8, id.nodes as u8];
+    put_name(&mut body, &id.cluster);
+    record(&mut out, kind::REFUSE, &body);
+    if s.write_all(&out).await.is_ok() {
+        let _ = s.flush().await;
+    }
+    err
+}
+
+/// The magic of the first handshake format (no names, refusals or instances).
+const MAGIC_1: [u8; 6] = *b"DSYNC\x01";
+
+/// Checks magic and version.
+fn check_header(b: &[u8]) -> Result<(), HandshakeError> {
+    if b[..6] == MAGIC_1 {
+        return Err(HandshakeError::Malformed("the peer runs an older dsync (handshake format 1): upgrade it"));
+    }
     if b[..6] != MAGIC {
         return Err(HandshakeError::BadMagic);
     }
@@ -128,63 +442,195 @@ fn parse_hello(id: &Identity, b: &[u8]) -> Result<(usize, usize, [u8; NONCE]), H
     if version != VERSION {
         return Err(HandshakeError::Version(version));
     }
-    let cluster = u64::from_le_bytes(b[8..16].try_into().expect("8 bytes"));
-    if cluster != id.cluster {
-        return Err(HandshakeError::Cluster(cluster));
-    }
-    let (from, to) = (usize::from(b[16]), usize::from(b[17]));
-    let nonce: [u8; NONCE] = b[18..18 + NONCE].try_into().expect("32 bytes");
-    Ok((from, to, nonce))
+    Ok(())
 }
 
-/// The dialing side: this node connects to `peer`.
+/// What a refusal's body means for this side; `dialed` is the index we dialed, if we are the dialer.
+fn refusal(b: &[u8], id: &Identity, dialed: Option<usize>) -> HandshakeError {
+    let (why, index, nodes) = (b[0], usize::from(b[1]), usize::from(b[2]));
+    let name = match get_name(&b[3..]) {
+        Ok(n) => n,
+        Err(e) => return e,
+    };
+    match why {
+        reason::CLUSTER => HandshakeError::Cluster { ours: id.cluster.to_string(), theirs: escape_name(name) },
+        reason::NOT_THIS_NODE => HandshakeError::WrongNode { dialed: dialed.unwrap_or(usize::MAX), answered: index },
+        reason::OUT_OF_RANGE => HandshakeError::OutOfRange { ours: id.me, nodes },
+        reason::MAY_NOT_DIAL => HandshakeError::Refused(format!(
+            "node {index} says node {} may not dial it (only lower indices dial higher ones)",
+            id.me
+        )),
+        reason::SELF_DIAL => HandshakeError::SelfDial,
+        reason::BAD_SECRET => HandshakeError::SecretRefused,
+        reason::VERSION => HandshakeError::Refused("another protocol version".into()),
+        other => HandshakeError::Refused(format!("unknown reason {other}")),
+    }
+}
+
+/// The dialing side: this node connects to `peer`. Ok once the acceptor welcomed us.
 pub async fn dial<S: AsyncRead + AsyncWrite + Unpin>(
     s: &mut S,
     id: &Identity,
     peer: usize,
 ) -> Result<(), HandshakeError> {
     let nd = nonce();
-    s.write_all(&hello(id, id.me, peer, &nd)).await?;
-    let mut b = [0u8; CHALLENGE_LEN];
-    s.read_exact(&mut b).await?;
-    let (from, to, na) = parse_hello(id, &b)?;
+    s.write_all(&hello(id, peer, &nd)).await?;
+    s.flush().await?;
+    let mut h = [0u8; HEADER_LEN];
+    s.read_exact(&mut h).await?;
+    check_header(&h)?;
+    let c = match read_record(s).await? {
+        (kind::CHALLENGE, c) => c,
+        (kind::REFUSE, b) => return Err(refusal(&b, id, Some(peer))),
+        _ => return Err(HandshakeError::Malformed("unexpected reply to a hello")),
+    };
+    let (from, to) = (usize::from(c[0]), usize::from(c[1]));
     if from != peer || to != id.me {
-        return Err(HandshakeError::Index { claimed: from, expected: format!("{peer}") });
+        return Err(HandshakeError::WrongNode { dialed: peer, answered: from });
     }
-    mac(id, b"dsync-acceptor", id.me, peer, &nd, &na)
-        .verify_slice(&b[HELLO_LEN..])
-        .map_err(|_| HandshakeError::BadMac)?;
-    let proof = mac(id, b"dsync-dialer", id.me, peer, &nd, &na).finalize().into_bytes();
+    let t = Transcript {
+        id,
+        dialer: id.me,
+        acceptor: peer,
+        nd,
+        na: c[2..2 + NONCE].try_into().expect("32 bytes"),
+        instance_d: id.instance,
+    };
+    if !t.verify(ACCEPTOR, &c[2 + NONCE..2 + NONCE + MAC]) {
+        return Err(refuse(s, Vec::new(), id, reason::BAD_SECRET, HandshakeError::BadMac).await);
+    }
+    let mut proof = Vec::with_capacity(RECORD_LEN);
+    record(&mut proof, kind::PROOF, &t.tag(DIALER));
     s.write_all(&proof).await?;
     s.flush().await?;
-    Ok(())
-}
-
-/// The accepting side; returns the authenticated peer's index. Only lower indices dial higher ones.
-pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(s: &mut S, id: &Identity) -> Result<usize, HandshakeError> {
-    let mut b = [0u8; HELLO_LEN];
-    s.read_exact(&mut b).await?;
-    let (peer, to, nd) = parse_hello(id, &b)?;
-    if peer >= id.me || to != id.me {
-        return Err(HandshakeError::Index {
-            claimed: peer,
-            expected: format!("below {} addressed to {}", id.me, id.me),
-        });
+    match read_record(s).await? {
+        (kind::WELCOME, m) if t.verify(WELCOME, &m[..MAC]) => Ok(()),
+        (kind::DUPLICATE, m) => {
+            let mut tag = t.mac(DUPLICATE);
+            tag.update(&m[..4]);
+            if tag.verify_slice(&m[4..4 + MAC]).is_err() {
+                return Err(HandshakeError::BadMac);
+            }
+            let ms = u32::from_le_bytes(m[..4].try_into().expect("4 bytes"));
+            Err(HandshakeError::Duplicate { retry: Duration::from_millis(u64::from(ms)) })
+        }
+        (kind::REFUSE, b) => Err(refusal(&b, id, Some(peer))),
+        (kind::WELCOME, _) => Err(HandshakeError::BadMac),
+        _ => Err(HandshakeError::Malformed("unexpected reply to a proof")),
     }
-    let na = nonce();
-    let mut c = hello(id, id.me, peer, &na);
-    c.extend_from_slice(&mac(id, b"dsync-acceptor", peer, id.me, &nd, &na).finalize().into_bytes());
-    s.write_all(&c).await?;
-    let mut proof = [0u8; MAC];
-    s.read_exact(&mut proof).await?;
-    mac(id, b"dsync-dialer", peer, id.me, &nd, &na).verify_slice(&proof).map_err(|_| HandshakeError::BadMac)?;
-    debug_assert!(id.nodes > peer);
-    Ok(peer)
 }
 
-/// A cluster id from a human-readable cluster name (FNV-1a; it only has to differ between clusters).
-pub fn cluster_id(name: &str) -> u64 {
-    name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3))
+/// Who an accepted peer is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Hello {
+    /// Its node index (proven).
+    pub peer: usize,
+    /// Its instance ([`Identity::instance`]), inside the MAC.
+    pub instance: u64,
+}
+
+/// What the accepting side decides about an authenticated peer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Use the connection.
+    Welcome,
+    /// Another live node holds the peer's index: refuse, asking it to wait this long.
+    Duplicate(Duration),
+}
+
+/// The accepting side; returns the authenticated peer. Only lower indices dial higher ones.
+pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(s: &mut S, id: &Identity) -> Result<Hello, HandshakeError> {
+    accept_with(s, id, |_| Verdict::Welcome).await
+}
+
+/// The accepting side, with `decide` choosing, once the peer proved who it is, whether to use the connection.
+pub async fn accept_with<S: AsyncRead + AsyncWrite + Unpin>(
+    s: &mut S,
+    id: &Identity,
+    decide: impl FnOnce(&Hello) -> Verdict,
+) -> Result<Hello, HandshakeError> {
+    accept_claimed(s, id, decide, &mut None).await
+}
+
+/// [`accept_with`], also telling the index the peer claimed (not proven) once its hello was read, for
+/// the log line of a failure.
+pub(crate) async fn accept_claimed<S: AsyncRead + AsyncWrite + Unpin>(
+    s: &mut S,
+    id: &Identity,
+    decide: impl FnOnce(&Hello) -> Verdict,
+    claimed: &mut Option<usize>,
+) -> Result<Hello, HandshakeError> {
+    let mut b = [0u8; HELLO_LEN];
+    // The header first: a peer of another format or protocol is told so without waiting for more bytes.
+    s.read_exact(&mut b[..HEADER_LEN]).await?;
+    match check_header(&b) {
+        Ok(()) => {}
+        Err(e @ HandshakeError::Version(_)) => return Err(refuse(s, header(), id, reason::VERSION, e).await),
+        Err(e) => return Err(e),
+    }
+    s.read_exact(&mut b[HEADER_LEN..]).await?;
+    let body = &b[HEADER_LEN..];
+    let (from, to) = (usize::from(body[0]), usize::from(body[1]));
+    *claimed = Some(from);
+    let nd: [u8; NONCE] = body[2..2 + NONCE].try_into().expect("32 bytes");
+    let instance = u64::from_le_bytes(body[2 + NONCE..2 + NONCE + 8].try_into().expect("8 bytes"));
+    let name = get_name(&body[2 + NONCE + 8..])?;
+    if instance == id.instance {
+        return Err(refuse(s, header(), id, reason::SELF_DIAL, HandshakeError::SelfDial).await);
+    }
+    if name != id.cluster.as_str().as_bytes() {
+        let e = HandshakeError::Cluster { ours: id.cluster.to_string(), theirs: escape_name(name) };
+        return Err(refuse(s, header(), id, reason::CLUSTER, e).await);
+    }
+    if from >= id.nodes {
+        let e = HandshakeError::Index { claimed: from, expected: format!("one of 0..{} (the peer list)", id.nodes) };
+        return Err(refuse(s, header(), id, reason::OUT_OF_RANGE, e).await);
+    }
+    if to != id.me {
+        return Err(refuse(s, header(), id, reason::NOT_THIS_NODE, HandshakeError::Misaddressed { from, to }).await);
+    }
+    if from >= id.me {
+        let e = HandshakeError::Index {
+            claimed: from,
+            expected: format!("below {} (only lower indices dial higher ones)", id.me),
+        };
+        return Err(refuse(s, header(), id, reason::MAY_NOT_DIAL, e).await);
+    }
+    let t = Transcript { id, dialer: from, acceptor: id.me, nd, na: nonce(), instance_d: instance };
+    let mut c = header();
+    let mut body = vec![id.me as u8, from as u8];
+    body.extend_from_slice(&t.na);
+    body.extend_from_slice(&t.tag(ACCEPTOR));
+    record(&mut c, kind::CHALLENGE, &body);
+    s.write_all(&c).await?;
+    s.flush().await?;
+    let proof = match read_record(s).await? {
+        (kind::PROOF, p) => p,
+        (kind::REFUSE, b) => return Err(refusal(&b, id, None)),
+        _ => return Err(HandshakeError::Malformed("unexpected reply to a challenge")),
+    };
+    if !t.verify(DIALER, &proof[..MAC]) {
+        return Err(refuse(s, Vec::new(), id, reason::BAD_SECRET, HandshakeError::BadMac).await);
+    }
+    debug_assert!(id.nodes > from);
+    let hello = Hello { peer: from, instance };
+    let mut v = Vec::with_capacity(RECORD_LEN);
+    let result = match decide(&hello) {
+        Verdict::Welcome => {
+            record(&mut v, kind::WELCOME, &t.tag(WELCOME));
+            Ok(hello)
+        }
+        Verdict::Duplicate(retry) => {
+            let ms = u32::try_from(retry.as_millis()).unwrap_or(u32::MAX).to_le_bytes();
+            let mut tag = t.mac(DUPLICATE);
+            tag.update(&ms);
+            record(&mut v, kind::DUPLICATE, &[&ms[..], &tag.finalize().into_bytes()].concat());
+            Err(HandshakeError::Duplicate { retry })
+        }
+    };
+    s.write_all(&v).await?;
+    s.flush().await?;
+    result
 }
 
 #[cfg(test)]
@@ -192,10 +638,10 @@ mod tests {
     use super::*;
 
     fn ident(me: usize, secret: &[u8]) -> Identity {
-        Identity { cluster: 7, me, nodes: 3, secret: secret.into() }
+        Identity::new("test", me, 3, secret)
     }
 
-    async fn run(d: Identity, a: Identity, peer: usize) -> (Result<(), HandshakeError>, Result<usize, HandshakeError>) {
+    async fn run(d: Identity, a: Identity, peer: usize) -> (Result<(), HandshakeError>, Result<Hello, HandshakeError>) {
         let (mut x, mut y) = tokio::io::duplex(1024);
         let dialer = async move { dial(&mut x, &d, peer).await };
         let acceptor = async move { accept(&mut y, &a).await };
@@ -204,35 +650,89 @@ mod tests {
 
     #[tokio::test]
     async fn peers_with_the_same_secret_authenticate_each_other() {
-        let (d, a) = run(ident(0, b"s3cret"), ident(2, b"s3cret"), 2).await;
+        let d = ident(0, b"s3cret");
+        let instance = d.instance;
+        let (d, a) = run(d, ident(2, b"s3cret"), 2).await;
         assert!(d.is_ok(), "{d:?}");
-        assert_eq!(a.unwrap(), 0);
+        assert_eq!(a.unwrap(), Hello { peer: 0, instance });
     }
 
     #[tokio::test]
-    async fn a_wrong_secret_fails_on_both_sides() {
+    async fn a_wrong_secret_fails_on_both_sides_with_the_reason() {
         let (d, a) = run(ident(0, b"wrong"), ident(2, b"s3cret"), 2).await;
         assert!(matches!(d, Err(HandshakeError::BadMac)), "{d:?}");
-        assert!(a.is_err());
+        assert!(matches!(a, Err(HandshakeError::SecretRefused)), "{a:?}");
     }
 
     #[tokio::test]
     async fn a_peer_claiming_an_index_that_may_not_dial_is_refused() {
         // Node 2 may not dial node 1 (only lower indices dial higher ones).
-        let (_, a) = run(ident(2, b"s"), ident(1, b"s"), 1).await;
+        let (d, a) = run(ident(2, b"s"), ident(1, b"s"), 1).await;
         assert!(matches!(a, Err(HandshakeError::Index { claimed: 2, .. })), "{a:?}");
+        assert!(matches!(d, Err(HandshakeError::Refused(_))), "{d:?}");
     }
 
     #[tokio::test]
-    async fn another_cluster_or_version_is_refused() {
-        let mut other = ident(0, b"s");
-        other.cluster = 8;
-        let (_, a) = run(other, ident(2, b"s"), 2).await;
-        assert!(matches!(a, Err(HandshakeError::Cluster(8))), "{a:?}");
+    async fn a_node_at_another_index_says_so() {
+        let (d, a) = run(ident(0, b"s"), ident(2, b"s"), 1).await;
+        assert!(matches!(d, Err(HandshakeError::WrongNode { dialed: 1, answered: 2 })), "{d:?}");
+        assert!(matches!(a, Err(HandshakeError::Misaddressed { from: 0, to: 1 })), "{a:?}");
+    }
+
+    #[tokio::test]
+    async fn another_cluster_or_version_is_refused_and_both_names_are_known() {
+        let other = Identity::new("other\n\x1b[31m", 0, 3, &b"s"[..]);
+        let (d, a) = run(other, ident(2, b"s"), 2).await;
+        match (&d, &a) {
+            (
+                Err(HandshakeError::Cluster { ours: o1, theirs: t1 }),
+                Err(HandshakeError::Cluster { ours: o2, theirs: t2 }),
+            ) => {
+                assert_eq!((o1.as_str(), t1.as_str()), (r#""other\n\x1b[31m""#, r#""test""#));
+                assert_eq!((o2.as_str(), t2.as_str()), (r#""test""#, r#""other\n\x1b[31m""#));
+            }
+            _ => panic!("{d:?} {a:?}"),
+        }
         let (mut x, mut y) = tokio::io::duplex(1024);
-        let mut h = hello(&ident(0, b"s"), 0, 2, &[0; NONCE]);
+        let mut h = hello(&ident(0, b"s"), 2, &[0; NONCE]);
         h[6] = 99;
         x.write_all(&h).await.unwrap();
         assert!(matches!(accept(&mut y, &ident(2, b"s")).await, Err(HandshakeError::Version(99))));
+        // A node of the first handshake format is named as such after 8 bytes (it sends only 50).
+        let (mut x, mut y) = tokio::io::duplex(1024);
+        x.write_all(&[&b"DSYNC\x01"[..], &[0u8; 44]].concat()).await.unwrap();
+        let old = accept(&mut y, &ident(2, b"s")).await;
+        assert!(matches!(&old, Err(HandshakeError::Malformed(m)) if m.contains("older dsync")), "{old:?}");
+    }
+
+    #[tokio::test]
+    async fn a_dial_that_reaches_the_same_instance_is_a_self_dial() {
+        let me = ident(0, b"s");
+        let mut other = me.clone();
+        other.me = 2;
+        let (d, a) = run(me, other, 2).await;
+        assert!(matches!(d, Err(HandshakeError::SelfDial)), "{d:?}");
+        assert!(matches!(a, Err(HandshakeError::SelfDial)), "{a:?}");
+    }
+
+    #[tokio::test]
+    async fn a_duplicate_verdict_reaches_the_dialer() {
+        let (mut x, mut y) = tokio::io::duplex(1024);
+        let (d, a) = (ident(0, b"s"), ident(2, b"s"));
+        let dialer = async move { dial(&mut x, &d, 2).await };
+        let acceptor =
+            async move { accept_with(&mut y, &a, |_| Verdict::Duplicate(Duration::from_millis(1500))).await };
+        let (d, a) = tokio::join!(dialer, acceptor);
+        assert!(matches!(d, Err(HandshakeError::Duplicate { retry }) if retry == Duration::from_millis(1500)), "{d:?}");
+        assert!(matches!(a, Err(HandshakeError::Duplicate { .. })), "{a:?}");
+    }
+
+    #[test]
+    fn names_are_escaped_and_bounded() {
+        assert_eq!(escape_name(b"a\"b\xff"), r#""a\"b\xff""#);
+        assert_eq!(escape_name(&[b'x'; 100]).len(), MAX_NAME + 2 + '…'.len_utf8());
+        assert!(ClusterName::new("x".repeat(65)).check().is_err());
+        assert!(ClusterName::new("a\u{202e}b\n").check().is_err());
+        assert!(ClusterName::new("prod-eu").check().is_ok());
     }
 }

@@ -4,33 +4,44 @@
 //! Node `i` dials every node `j > i` and accepts from every `j < i`, so each pair has exactly one
 //! connection. A connection is used only after the handshake ([`handshake`]) proved the peer knows the
 //! cluster secret and is the index it claims; a peer that fails it, or later sends an oversized or
-//! malformed frame, is disconnected with one log line and nothing it sent reaches the core.
+//! malformed frame, is disconnected and nothing it sent reaches the core.
+//!
+//! A misconfigured peer (another secret or cluster name, a shuffled peer list) retries forever, so each
+//! (peer, reason) is logged once at WARN on both sides, in words that name the peer's address and what to
+//! check, and then at most once a minute with the count of repeats (DEBUG in between). Two live nodes
+//! claiming one index are detected on the accepting side (module `claim`): reported once at ERROR and held off
+//! instead of replacing each other's connection in a storm.
 //!
 //! Memory per peer is bounded: outgoing frames wait in one byte buffer of at most
 //! [`TcpConfig::max_queued_bytes`] (beyond it messages are dropped and counted — the protocol tolerates
 //! loss); incoming bytes are read into a buffer of at most one maximal frame plus one read, and decoded
 //! batches wait in a bounded channel, so a slow driver pushes back on the socket instead of growing.
 
+mod claim;
 mod codec;
 pub mod handshake;
+mod report;
 
 pub use codec::{decode_frames, encode_frame, FrameError};
-pub use handshake::cluster_id;
+pub use handshake::{cluster_id, ClusterName};
 
 use crate::conn::{queue_frames, Backoff, Newest};
 use crate::inbound::Inbound;
 use crate::transport::{Transport, TransportEvent};
-use handshake::Identity;
+use claim::{Claim, Decision};
+use handshake::{HandshakeError, Identity, Verdict};
+use report::Reporter;
+use std::fmt;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::io::AsyncReadExt;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch, Notify, Semaphore};
 use tokio::task::JoinHandle;
-use tracing::{debug, info, warn};
+use tracing::{debug, info, warn, Level};
 
 /// Settings of the TCP transport.
 #[derive(Clone, Debug)]
@@ -39,8 +50,8 @@ pub struct TcpConfig {
     pub peers: Vec<SocketAddr>,
     /// This node's index.
     pub me: usize,
-    /// The cluster id both sides must share (see [`cluster_id`]).
-    pub cluster: u64,
+    /// The cluster name both sides must share (at most 64 bytes, no control characters).
+    pub cluster: ClusterName,
     /// The shared cluster secret.
     pub secret: Arc<[u8]>,
     /// Largest frame accepted or sent, in bytes.
@@ -57,11 +68,16 @@ pub struct TcpConfig {
 
 impl TcpConfig {
     /// Defaults for node `me` of `peers`: 4 MiB frames and queues, reconnect 20 ms – 1 s, handshake 5 s.
-    pub fn new(peers: Vec<SocketAddr>, me: usize, cluster: u64, secret: impl Into<Arc<[u8]>>) -> Self {
+    pub fn new(
+        peers: Vec<SocketAddr>,
+        me: usize,
+        cluster: impl Into<ClusterName>,
+        secret: impl Into<Arc<[u8]>>,
+    ) -> Self {
         TcpConfig {
             peers,
             me,
-            cluster,
+            cluster: cluster.into(),
             secret: secret.into(),
             max_frame: 4 << 20,
             max_queued_bytes: 4 << 20,
@@ -69,6 +85,84 @@ impl TcpConfig {
             reconnect_max: Duration::from_secs(1),
             handshake_timeout: Duration::from_secs(5),
         }
+    }
+}
+
+/// Why [`TcpTransport`] refused its configuration. The constructors return it inside an
+/// [`std::io::Error`] of kind `InvalidInput`; get it back with
+/// `e.get_ref().and_then(|e| e.downcast_ref::<TcpConfigError>())`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TcpConfigError {
+    /// The peer list is empty, too long, or does not contain `me`.
+    Size {
+        /// Entries in the peer list.
+        peers: usize,
+        /// This node's index.
+        me: usize,
+    },
+    /// Two entries of the peer list have the same address: the node would dial itself or one node twice.
+    DuplicatePeer {
+        /// The first index with the address.
+        first: usize,
+        /// The second.
+        second: usize,
+        /// The address.
+        addr: SocketAddr,
+    },
+    /// This node's own listening address is also listed as another node's.
+    OwnAddress {
+        /// The other index.
+        index: usize,
+        /// The address.
+        addr: SocketAddr,
+    },
+    /// The cluster name cannot be carried by the handshake.
+    ClusterName(String),
+}
+
+impl fmt::Display for TcpConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TcpConfigError::Size { peers, me } => {
+                write!(f, "node index {me} with {peers} peers (1 to 255 peers, index below their number)")
+            }
+            TcpConfigError::DuplicatePeer { first, second, addr } => {
+                write!(f, "peer list entries {first} and {second} are both {addr}: each node must be listed once")
+            }
+            TcpConfigError::OwnAddress { index, addr } => {
+                write!(f, "peer list entry {index} is this node's own address {addr}: check --peers / --id")
+            }
+            TcpConfigError::ClusterName(e) => f.write_str(e),
+        }
+    }
+}
+
+impl std::error::Error for TcpConfigError {}
+
+impl From<TcpConfigError> for std::io::Error {
+    fn from(e: TcpConfigError) -> Self {
+        std::io::Error::new(std::io::ErrorKind::InvalidInput, e)
+    }
+}
+
+impl TcpConfig {
+    /// Checks the peer list and cluster name; `local` is where this node actually listens.
+    pub fn check(&self, local: Option<SocketAddr>) -> Result<(), TcpConfigError> {
+        let n = self.peers.len();
+        if n == 0 || n > 255 || self.me >= n {
+            return Err(TcpConfigError::Size { peers: n, me: self.me });
+        }
+        for (second, addr) in self.peers.iter().enumerate() {
+            if let Some(first) = self.peers[..second].iter().position(|a| a == addr) {
+                return Err(TcpConfigError::DuplicatePeer { first, second, addr: *addr });
+            }
+        }
+        if let Some(local) = local {
+            if let Some(index) = self.peers.iter().enumerate().position(|(i, a)| i != self.me && *a == local) {
+                return Err(TcpConfigError::OwnAddress { index, addr: local });
+            }
+        }
+        self.cluster.check().map_err(TcpConfigError::ClusterName)
     }
 }
 
@@ -105,7 +199,17 @@ struct PeerQueue {
     ready: Notify,
     up: AtomicBool,
     /// The newest authenticated inbound stream for this peer (accepting side only).
-    newest: Newest<TcpStream>,
+    newest: Newest<Accepted>,
+    /// Who holds this peer's index (accepting side only).
+    claim: Mutex<Claim>,
+}
+
+/// An authenticated inbound connection, waiting for its peer's task.
+struct Accepted {
+    stream: TcpStream,
+    addr: SocketAddr,
+    /// Its name in the peer's [`Claim`].
+    conn: u64,
 }
 
 /// Largest batch the driver writes to a socket itself; larger ones are left to the writer task.
@@ -130,6 +234,7 @@ pub struct TcpTransport {
 impl TcpTransport {
     /// Binds this node's address (from `cfg.peers[cfg.me]`) and starts connecting.
     pub async fn bind(cfg: TcpConfig) -> std::io::Result<Self> {
+        cfg.check(None)?;
         let listener = TcpListener::bind(cfg.peers[cfg.me]).await?;
         Self::with_listener(cfg, listener)
     }
@@ -137,6 +242,7 @@ impl TcpTransport {
     /// Starts with a listener the caller bound (e.g. on port 0, so the OS chooses the port).
     pub fn with_listener(cfg: TcpConfig, listener: TcpListener) -> std::io::Result<Self> {
         let local = listener.local_addr()?;
+        cfg.check(Some(local))?;
         let n = cfg.peers.len();
         let inbound = Inbound::new(n, INBOUND_BATCHES);
         let (stop, stop_rx) = watch::channel(false);
@@ -148,14 +254,24 @@ impl TcpTransport {
                     ready: Notify::new(),
                     up: AtomicBool::new(false),
                     newest: Newest::default(),
+                    claim: Mutex::new(Claim::default()),
                 })
             })
             .collect();
-        let id = Identity { cluster: cfg.cluster, me: cfg.me, nodes: n, secret: cfg.secret.clone() };
+        let id = Identity::new(cfg.cluster.clone(), cfg.me, n, cfg.secret.clone());
+        let reporter = Arc::new(Reporter::default());
         let mut tasks = Vec::new();
         // Connection events are logged inside a span naming this node.
         let span = tracing::info_span!("dsync-tcp", node = cfg.me);
-        let accept = accept_loop(listener, id.clone(), cfg.clone(), queues.clone(), stats.clone(), stop_rx.clone());
+        let accept = accept_loop(
+            listener,
+            id.clone(),
+            cfg.clone(),
+            queues.clone(),
+            stats.clone(),
+            reporter.clone(),
+            stop_rx.clone(),
+        );
         tasks.push(tokio::spawn(tracing::Instrument::instrument(accept, span.clone())));
         for peer in (0..n).filter(|&p| p != cfg.me) {
             let link = Link {
@@ -164,6 +280,7 @@ impl TcpTransport {
                 cfg: cfg.clone(),
                 queue: queues[peer].clone(),
                 stats: stats.clone(),
+                reporter: reporter.clone(),
                 events: inbound.sender(peer),
                 stop: stop_rx.clone(),
             };
@@ -270,13 +387,69 @@ impl Drop for TcpTransport {
     }
 }
 
-/// Accepts connections, authenticates them, and hands each to its peer's link (newest wins).
+/// A short name of a handshake failure, for rate-limiting its reports.
+fn kind_of(e: &HandshakeError) -> &'static str {
+    match e {
+        HandshakeError::Io(_) => "io",
+        HandshakeError::BadMagic => "magic",
+        HandshakeError::Malformed(_) => "malformed",
+        HandshakeError::Version(_) => "version",
+        HandshakeError::Cluster { .. } => "cluster",
+        HandshakeError::Index { .. } => "index",
+        HandshakeError::Misaddressed { .. } | HandshakeError::WrongNode { .. } => "misaddressed",
+        HandshakeError::OutOfRange { .. } => "range",
+        HandshakeError::SelfDial => "self",
+        HandshakeError::BadMac | HandshakeError::SecretRefused => "secret",
+        HandshakeError::Duplicate { .. } => "duplicate",
+        HandshakeError::Refused(_) => "refused",
+    }
+}
+
+/// "peer ADDR", with the index it claims if its hello said (not proven: for the reader, not for decisions).
+fn who(addr: SocketAddr, claimed: Option<usize>) -> String {
+    match claimed {
+        Some(c) => format!("peer {addr} (says it is node {c})"),
+        None => format!("peer {addr}"),
+    }
+}
+
+/// Logs why an inbound handshake from `addr` failed (rate-limited per peer IP and reason).
+fn report_accept_failure(reporter: &Reporter, me: usize, addr: SocketAddr, claimed: Option<usize>, e: &HandshakeError) {
+    let peer = who(addr, claimed);
+    let msg = match e {
+        // The dialing half of this node reports it.
+        HandshakeError::SelfDial => return debug!(%addr, "a dial of this node's own address reached itself"),
+        // Reported when decided.
+        HandshakeError::Duplicate { .. } => return,
+        HandshakeError::SecretRefused => format!(
+            "we do not know the secret {peer} expects: it rejected our handshake proof (the nodes have different cluster secrets)"
+        ),
+        HandshakeError::BadMac => {
+            format!("{peer} does not know our cluster secret: its handshake proof failed")
+        }
+        HandshakeError::Cluster { ours, theirs } => {
+            format!("{peer} belongs to cluster {theirs}, this node to cluster {ours}: the cluster names differ")
+        }
+        HandshakeError::Misaddressed { from, to } => format!(
+            "peer {addr} (node {from}) dialed us as node {to}, but this is node {me}: check --peers order / --id"
+        ),
+        HandshakeError::Index { claimed, expected } => {
+            format!("peer {addr} claims node index {claimed}, expected {expected}: check --peers / --id")
+        }
+        other => format!("{peer} failed the handshake: {other}"),
+    };
+    reporter.report(Level::WARN, format!("{}/{}", addr.ip(), kind_of(e)), &msg);
+}
+
+/// Accepts connections, authenticates them, and hands each to its peer's link (newest wins, unless another
+/// live node holds the index: see [`claim`]).
 async fn accept_loop(
     listener: TcpListener,
     id: Identity,
     cfg: TcpConfig,
     queues: Vec<Arc<PeerQueue>>,
     stats: Arc<TcpStats>,
+    reporter: Arc<Reporter>,
     mut stop: watch::Receiver<bool>,
 ) {
     // At most this many handshakes at once: a flood of connections costs bounded memory.
@@ -289,33 +462,70 @@ async fn accept_loop(
         let (mut stream, addr) = match accepted {
             Ok(a) => a,
             Err(e) => {
-                warn!(error = %e, "accept failed");
+                reporter.report(Level::WARN, "accept".into(), &format!("accept failed: {e}"));
                 tokio::time::sleep(Duration::from_millis(10)).await;
                 continue;
             }
         };
         let Ok(permit) = slots.clone().try_acquire_owned() else {
-            warn!(%addr, "too many handshakes in progress; connection refused");
+            reporter.report(
+                Level::WARN,
+                "busy".into(),
+                &format!("too many handshakes in progress; connection from {addr} refused"),
+            );
             continue;
         };
-        let (id, queues, stats, timeout) = (id.clone(), queues.clone(), stats.clone(), cfg.handshake_timeout);
-        tokio::spawn(async move {
+        let (id, queues, stats, reporter) = (id.clone(), queues.clone(), stats.clone(), reporter.clone());
+        let timeout = cfg.handshake_timeout;
+        let task = async move {
             let _permit = permit;
-            match tokio::time::timeout(timeout, handshake::accept(&mut stream, &id)).await {
-                Ok(Ok(peer)) => {
-                    let q = &queues[peer];
-                    q.newest.put(stream);
+            let mut admitted: Option<(usize, u64)> = None;
+            let decide = |h: &handshake::Hello| {
+                let claim = &queues[h.peer].claim;
+                match claim.lock().unwrap_or_else(|e| e.into_inner()).decide(h.instance, addr, Instant::now()) {
+                    Decision::Welcome { conn } => {
+                        admitted = Some((h.peer, conn));
+                        Verdict::Welcome
+                    }
+                    Decision::Refuse { retry, detected } => {
+                        match detected {
+                            Some((holder, newcomer)) => reporter.report(
+                                Level::ERROR,
+                                format!("duplicate/{}", h.peer),
+                                &format!(
+                                    "two live nodes claim index {}: {holder} and {newcomer} — configuration error \
+                                     (duplicate --id?); refusing the newcomer for {retry:?}",
+                                    h.peer
+                                ),
+                            ),
+                            None => debug!(%addr, peer = h.peer, "index held by another live node; refused"),
+                        }
+                        Verdict::Duplicate(retry)
+                    }
                 }
-                Ok(Err(e)) => {
+            };
+            let mut claimed = None;
+            let handshake = handshake::accept_claimed(&mut stream, &id, decide, &mut claimed);
+            let result = tokio::time::timeout(timeout, handshake).await;
+            match (result, admitted) {
+                (Ok(Ok(hello)), Some((_, conn))) => queues[hello.peer].newest.put(Accepted { stream, addr, conn }),
+                (result, admitted) => {
+                    if let Some((peer, conn)) = admitted {
+                        queues[peer].claim.lock().unwrap_or_else(|e| e.into_inner()).ended(conn);
+                    }
                     stats.rejected.fetch_add(1, Ordering::Relaxed);
-                    warn!(%addr, reason = %e, "peer rejected during handshake");
-                }
-                Err(_) => {
-                    stats.rejected.fetch_add(1, Ordering::Relaxed);
-                    warn!(%addr, "peer rejected: handshake timed out");
+                    match result {
+                        Ok(Err(e)) => report_accept_failure(&reporter, id.me, addr, claimed, &e),
+                        _ => reporter.report(
+                            Level::WARN,
+                            format!("{}/timeout", addr.ip()),
+                            &format!("{} did not complete the handshake within {timeout:?}", who(addr, claimed)),
+                        ),
+                    }
                 }
             }
-        });
+        };
+        tokio::spawn(tracing::Instrument::in_current_span(task));
     }
 }
 
@@ -326,6 +536,7 @@ struct Link {
     cfg: TcpConfig,
     queue: Arc<PeerQueue>,
     stats: Arc<TcpStats>,
+    reporter: Arc<Reporter>,
     events: mpsc::Sender<TransportEvent>,
     stop: watch::Receiver<bool>,
 }
@@ -342,15 +553,17 @@ impl Link {
     async fn run(mut self) {
         let mut backoff = Backoff::new(self.cfg.reconnect_min, self.cfg.reconnect_max);
         loop {
-            let stream = if self.id.me < self.peer {
+            let (stream, addr, conn) = if self.id.me < self.peer {
                 match self.dial().await {
-                    Some(s) => s,
-                    None => {
+                    Ok(s) => (s, self.cfg.peers[self.peer], None),
+                    Err(at_least) => {
                         if *self.stop.borrow() {
                             return;
                         }
+                        // `None`: this entry is our own address; dialing it again cannot help.
+                        let Some(at_least) = at_least else { return };
                         tokio::select! {
-                            _ = tokio::time::sleep(backoff.next_wait()) => {}
+                            _ = tokio::time::sleep(backoff.next_wait().max(at_least)) => {}
                             _ = self.stop.changed() => return,
                         }
                         continue;
@@ -362,51 +575,106 @@ impl Link {
                     _ = self.stop.changed() => return,
                 }
                 match self.queue.newest.take() {
-                    Some(s) => s,
+                    Some(a) => (a.stream, a.addr, Some(a.conn)),
                     None => continue,
                 }
             };
             backoff.reset();
-            match self.serve(stream).await {
+            let end = self.serve(stream, addr).await;
+            if let Some(conn) = conn {
+                self.queue.claim.lock().unwrap_or_else(|e| e.into_inner()).ended(conn);
+            }
+            match end {
                 End::Stopped => return,
-                End::Closed(why) => info!(peer = self.peer, reason = %why, "peer connection closed"),
+                End::Closed(why) => info!(peer = self.peer, %addr, reason = %why, "peer connection closed"),
                 End::Violation(why) => {
                     self.stats.rejected.fetch_add(1, Ordering::Relaxed);
-                    warn!(peer = self.peer, reason = %why, "peer disconnected for a protocol violation");
+                    warn!(peer = self.peer, %addr, reason = %why, "peer disconnected for a protocol violation");
                 }
-                End::Replaced => info!(peer = self.peer, "peer reconnected; old connection replaced"),
+                End::Replaced => info!(peer = self.peer, %addr, "peer reconnected; old connection replaced"),
             }
         }
     }
 
-    async fn dial(&mut self) -> Option<TcpStream> {
+    /// A connected, authenticated stream; else how long to wait at least before the next attempt, or
+    /// `None` when this peer must not be dialed again.
+    async fn dial(&mut self) -> Result<TcpStream, Option<Duration>> {
         let addr = self.cfg.peers[self.peer];
-        let attempt = async {
-            let mut s = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
-            handshake::dial(&mut s, &self.id, self.peer).await.map_err(|e| e.to_string())?;
-            Ok::<_, String>(s)
-        };
-        match tokio::time::timeout(self.cfg.handshake_timeout, attempt).await {
-            Ok(Ok(s)) => Some(s),
+        let t = self.cfg.handshake_timeout;
+        let mut s = match tokio::time::timeout(t, TcpStream::connect(addr)).await {
+            Ok(Ok(s)) => s,
             Ok(Err(e)) => {
+                // Usually the peer is not (yet) running: not worth more than DEBUG.
                 debug!(peer = self.peer, %addr, error = %e, "connect failed");
-                None
+                return Err(Some(Duration::ZERO));
             }
             Err(_) => {
                 debug!(peer = self.peer, %addr, "connect timed out");
-                None
+                return Err(Some(Duration::ZERO));
             }
-        }
+        };
+        let e = match tokio::time::timeout(t, handshake::dial(&mut s, &self.id, self.peer)).await {
+            Ok(Ok(())) => return Ok(s),
+            Ok(Err(e)) => e,
+            Err(_) => {
+                self.reporter.report(
+                    Level::WARN,
+                    format!("{}/timeout", self.peer),
+                    &format!("peer {addr} (node {}) did not complete the handshake within {t:?}", self.peer),
+                );
+                return Err(Some(Duration::ZERO));
+            }
+        };
+        let (j, me) = (self.peer, self.id.me);
+        let mut wait = Some(Duration::ZERO);
+        let mut level = Level::WARN;
+        let msg = match &e {
+            HandshakeError::BadMac => format!(
+                "peer {addr} (node {j}) does not know our cluster secret: its handshake proof failed (the nodes have different cluster secrets)"
+            ),
+            HandshakeError::SecretRefused => format!(
+                "we do not know the secret peer {addr} (node {j}) expects: it rejected our handshake proof (the nodes have different cluster secrets)"
+            ),
+            HandshakeError::Cluster { ours, theirs } => format!(
+                "peer {addr} (node {j}) belongs to cluster {theirs}, this node to cluster {ours}: the cluster names differ"
+            ),
+            HandshakeError::WrongNode { answered, .. } => format!(
+                "peer at {addr} says it is node {answered}, but our peer list has node {j} there: check --peers order / --id"
+            ),
+            HandshakeError::OutOfRange { nodes, .. } => format!(
+                "peer {addr} (node {j}) has {nodes} nodes in its peer list, so our index {me} is out of range: check --peers / --id"
+            ),
+            HandshakeError::SelfDial => {
+                level = Level::ERROR;
+                wait = None;
+                format!("peer list entry {j} ({addr}) is this node's own address: not dialing it (check --peers / --id)")
+            }
+            HandshakeError::Duplicate { retry } => {
+                wait = Some(*retry);
+                format!(
+                    "peer {addr} (node {j}) refuses us: another live node also claims our index {me} — configuration \
+                     error (duplicate --id?); retrying in {retry:?}"
+                )
+            }
+            HandshakeError::Io(io) => format!(
+                "peer {addr} (node {j}) closed the connection during the handshake without saying why ({io}): an \
+                 older dsync version, or not a dsync node?"
+            ),
+            other => format!("handshake with peer {addr} (node {j}) failed: {other}"),
+        };
+        self.reporter.report(level, format!("{j}/{}", kind_of(&e)), &msg);
+        Err(wait)
     }
 
-    async fn serve(&mut self, stream: TcpStream) -> End {
+    async fn serve(&mut self, stream: TcpStream, addr: SocketAddr) -> End {
         let _ = stream.set_nodelay(true);
         let (read, write) = stream.into_split();
         let write = Arc::new(write);
         *self.queue.out.lock().expect("queue lock poisoned") =
             Outgoing { buf: Vec::new(), writing: false, sink: Some(write.clone()) };
         self.queue.up.store(true, Ordering::Release);
-        info!(peer = self.peer, "peer connected");
+        // The driver logs "peer up" at INFO; this adds the address.
+        debug!(peer = self.peer, %addr, "peer connected");
         if self.events.send(TransportEvent::PeerUp(self.peer)).await.is_err() {
             return End::Stopped;
         }

@@ -26,7 +26,7 @@ pub async fn connect_as(
         socket.set_recv_buffer_size(bytes).expect("SO_RCVBUF");
     }
     let mut s = socket.connect(addr).await.expect("connect");
-    let id = Identity { cluster: cluster_id("dsync"), me, nodes, secret: Arc::from(secret.as_bytes()) };
+    let id = Identity::new(cluster_id("dsync"), me, nodes, Arc::<[u8]>::from(secret.as_bytes()));
     handshake::dial(&mut s, &id, peer).await.expect("the handshake of a peer that knows the secret succeeds");
     s
 }
