@@ -221,7 +221,7 @@ fn main() {
 }
 
 async fn start(peers: &[SocketAddr], id: usize, listener: Option<TcpListener>) -> Node {
-    let mut b = NodeBuilder::new(peers.to_vec(), id).secret("bench");
+    let mut b = NodeBuilder::new(peers.to_vec(), id).secret("bench").bootstrap();
     if let Some(dir) = QUIC_CERTS.get() {
         // QUIC binds UDP on the port the OS picked for the TCP listener (a separate port space).
         drop(listener);

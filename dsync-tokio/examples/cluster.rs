@@ -146,6 +146,15 @@ async fn main() {
     }
     let kind = if matches!(net, Net::Tcp) { "tcp" } else { "quic" };
     println!("started {n} nodes ({kind}) on {}", addrs.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(", "));
+    // A brand-new cluster (empty state directories) forms as soon as every node is up and new.
+    let t0 = Instant::now();
+    for node in &nodes {
+        node.ready().await.expect("node ready");
+    }
+    let ready_ms = t0.elapsed().as_secs_f64() * 1e3;
+    let t1 = Instant::now();
+    drop(nodes[0].mutex(["first"]).lock().await.expect("first lock"));
+    println!("ready after {ready_ms:.1} ms; first lock after ready took {:.2} ms", t1.elapsed().as_secs_f64() * 1e3);
     let counter = Arc::new(FencedCounter::default());
     let stats = Arc::new(Stats::default());
     let stop = Arc::new(AtomicBool::new(false));

@@ -9,13 +9,23 @@
 use crate::error::LockError;
 use crate::handles::{CoreAction, Handles, LockReply, ReleaseReply};
 use crate::handoff::LostRx;
+use crate::state::StateDir;
+use crate::status::{Phase, Published};
 use crate::transport::{Transport, TransportEvent};
 use dsync_core::{Counters, Event, ForceTarget, HolderEntry, Instant, LockId, Mode, Node as Core, NodeSet, QueryId};
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::time::Duration;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, info, warn};
+
+/// How long a `lock()` call keeps trying.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Patience {
+    /// Until acquired (`None`) or until the timeout passes.
+    Wait(Option<Duration>),
+    /// One attempt: `try_lock` and friends.
+    Once,
+}
 
 /// What handles ask of the driver.
 pub(crate) enum Command {
@@ -23,7 +33,7 @@ pub(crate) enum Command {
         req: u64,
         mode: Mode,
         resources: Vec<String>,
-        timeout: Option<Duration>,
+        patience: Patience,
         reply: LockReply,
     },
     /// A guard was released (explicitly, with a reply, or by drop) or its grant was never taken.
@@ -37,11 +47,11 @@ pub(crate) enum Command {
     },
     Holders {
         resource: Option<String>,
-        reply: oneshot::Sender<Vec<HolderEntry>>,
+        reply: oneshot::Sender<Result<Vec<HolderEntry>, LockError>>,
     },
     ForceUnlock {
         target: ForceTarget,
-        reply: oneshot::Sender<usize>,
+        reply: oneshot::Sender<Result<usize, LockError>>,
     },
     Counters {
         reply: oneshot::Sender<Counters>,
@@ -94,18 +104,83 @@ pub struct Released {
 type Stopping = Option<(oneshot::Sender<()>, tokio::time::Instant)>;
 
 pub(crate) struct Driver<T: Transport> {
-    pub(crate) core: Core,
-    pub(crate) transport: T,
-    pub(crate) origin: tokio::time::Instant,
-    pub(crate) commands: mpsc::Receiver<Command>,
-    pub(crate) control: mpsc::UnboundedReceiver<Command>,
-    pub(crate) floor_file: Option<PathBuf>,
-    pub(crate) handles: Handles,
-    pub(crate) holder_queries: HashMap<QueryId, oneshot::Sender<Vec<HolderEntry>>>,
-    pub(crate) force_queries: HashMap<QueryId, oneshot::Sender<usize>>,
+    core: Core,
+    transport: T,
+    origin: tokio::time::Instant,
+    commands: mpsc::Receiver<Command>,
+    control: mpsc::UnboundedReceiver<Command>,
+    state: Option<StateDir>,
+    handles: Handles,
+    holder_queries: HashMap<QueryId, oneshot::Sender<Result<Vec<HolderEntry>, LockError>>>,
+    force_queries: HashMap<QueryId, oneshot::Sender<Result<usize, LockError>>>,
+    /// Peers with a live connection, as the transport reported them.
+    peers_up: NodeSet,
+    status: watch::Sender<Published>,
+    /// Whether the "nobody knows a floor" hint was logged (once per start).
+    told_no_floor: bool,
 }
 
 impl<T: Transport> Driver<T> {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        core: Core,
+        transport: T,
+        commands: mpsc::Receiver<Command>,
+        control: mpsc::UnboundedReceiver<Command>,
+        state: Option<StateDir>,
+        handles: Handles,
+        status: watch::Sender<Published>,
+    ) -> Self {
+        let mut driver = Driver {
+            core,
+            transport,
+            origin: tokio::time::Instant::now(),
+            commands,
+            control,
+            state,
+            handles,
+            holder_queries: HashMap::new(),
+            force_queries: HashMap::new(),
+            peers_up: NodeSet::EMPTY,
+            status,
+            told_no_floor: false,
+        };
+        driver.publish();
+        driver
+    }
+
+    /// Publishes the status if it changed (cheap when it did not: one comparison).
+    fn publish(&mut self) {
+        let now = self.now();
+        let origin = self.origin;
+        let serving = Phase::from_core(self.core.serving_state(now), |t| origin + Duration::from_nanos(t.as_nanos()));
+        if let Phase::RecoveringFloor { known, unknown, needed } = &serving {
+            let silent = NodeSet(self.peers_up.0 & !known.0 & !unknown.0);
+            if !self.told_no_floor && silent.is_empty() && known.len() < *needed && !unknown.is_empty() {
+                self.told_no_floor = true;
+                warn!(
+                    node = self.core.id(),
+                    known = known.len(),
+                    unknown = unknown.len(),
+                    needed,
+                    "cannot learn the fencing floor: connected peers do not know theirs either, so this node \
+                     grants nothing. If the whole cluster restarted without state directories, fencing history \
+                     is gone: restart every node with --bootstrap (NodeBuilder::bootstrap) to form the cluster \
+                     anew, and give nodes a state directory to keep fencing across restarts"
+                );
+            }
+        }
+        let next = Published { serving, peers_up: self.peers_up };
+        self.status.send_if_modified(|p| {
+            if *p == next {
+                false
+            } else {
+                *p = next;
+                true
+            }
+        });
+    }
+
     fn now(&self) -> Instant {
         Instant::from_nanos(self.origin.elapsed().as_nanos() as u64)
     }
@@ -199,12 +274,14 @@ impl<T: Transport> Driver<T> {
                 break;
             }
             self.drain(&floor_tx);
+            self.publish();
             if let Some((_, until)) = &shutdown {
                 if !self.handles.releasing() || tokio::time::Instant::now() >= *until {
                     break;
                 }
             }
         }
+        self.status.send_replace(Published { serving: Phase::Stopped, peers_up: NodeSet::EMPTY });
         self.transport.shutdown().await;
         self.handles.stopped();
         if let Some((reply, _)) = shutdown {
@@ -226,10 +303,12 @@ impl<T: Transport> Driver<T> {
             }
             TransportEvent::PeerUp(p) => {
                 info!(node = self.core.id(), peer = p, "peer up");
+                self.peers_up.insert(p);
                 self.core.handle_peer_up(now, p);
             }
             TransportEvent::PeerDown(p) => {
                 info!(node = self.core.id(), peer = p, "peer down");
+                self.peers_up.remove(p);
                 self.core.handle_peer_down(now, p);
             }
         }
@@ -238,7 +317,7 @@ impl<T: Transport> Driver<T> {
     fn on_command(&mut self, cmd: Command, shutdown: &mut Stopping) {
         let now = self.now();
         match cmd {
-            Command::Lock { req, mode, resources, timeout, reply } => {
+            Command::Lock { req, mode, resources, patience, reply } => {
                 if shutdown.is_some() {
                     let _ = reply.send(Err(LockError::ShutDown));
                     return;
@@ -246,8 +325,11 @@ impl<T: Transport> Driver<T> {
                 if reply.is_closed() {
                     return; // the caller gave up while the request was queued (its Abandon may have overtaken it)
                 }
-                let deadline = timeout.map(|d| now + d);
-                match self.core.lock(now, mode, resources, deadline) {
+                let started = match patience {
+                    Patience::Wait(timeout) => self.core.lock(now, mode, resources, timeout.map(|d| now + d)),
+                    Patience::Once => self.core.try_lock(now, mode, resources),
+                };
+                match started {
                     Ok(lock) => {
                         debug!(node = self.core.id(), ?lock, ?mode, "acquiring");
                         self.handles.started(lock, req, mode, reply);
@@ -272,13 +354,17 @@ impl<T: Transport> Driver<T> {
                 Ok(q) => {
                     self.holder_queries.insert(q, reply);
                 }
-                Err(_) => drop(reply), // the caller sees Overloaded / Invalid as a closed reply
+                Err(e) => {
+                    let _ = reply.send(Err(e.into()));
+                }
             },
             Command::ForceUnlock { target, reply } => match self.core.force_unlock(now, target) {
                 Ok(q) => {
                     self.force_queries.insert(q, reply);
                 }
-                Err(_) => drop(reply),
+                Err(e) => {
+                    let _ = reply.send(Err(e.into()));
+                }
             },
             Command::Counters { reply } => {
                 let _ = reply.send(self.core.counters().clone());
@@ -346,22 +432,35 @@ impl<T: Transport> Driver<T> {
             }
             Event::Holders { query, entries, .. } => {
                 if let Some(reply) = self.holder_queries.remove(&query) {
-                    let _ = reply.send(entries);
+                    let _ = reply.send(Ok(entries));
                 }
             }
             Event::ForceUnlocked { query, removed, .. } => {
                 if let Some(reply) = self.force_queries.remove(&query) {
-                    let _ = reply.send(removed);
+                    let _ = reply.send(Ok(removed));
                 }
             }
-            Event::PersistFloor { floor } => match self.floor_file.clone() {
-                Some(path) => {
+            Event::Serving => info!(node = self.core.id(), "serving: this node grants locks"),
+            Event::Quarantined { until } => {
+                let left = Duration::from_nanos(until.as_nanos().saturating_sub(self.now().as_nanos()));
+                info!(
+                    node = self.core.id(),
+                    seconds = left.as_secs_f64(),
+                    "restart quarantine: granting nothing until every grant of this node's previous run has expired"
+                );
+            }
+            Event::PersistFloor { floor } => match self.state.clone() {
+                Some(state) => {
                     let tx = floor_tx.clone();
-                    tokio::task::spawn_blocking(move || match crate::node::write_floor(&path, floor) {
+                    tokio::task::spawn_blocking(move || match state.write_floor(floor) {
                         Ok(()) => {
                             let _ = tx.send(floor);
                         }
-                        Err(e) => warn!(path = %path.display(), error = %e, "could not persist the fencing floor"),
+                        Err(e) => warn!(
+                            path = %state.floor_path().display(),
+                            error = %e,
+                            "could not persist the fencing floor: write locks wait until it can be"
+                        ),
                     });
                 }
                 None => {

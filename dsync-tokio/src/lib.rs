@@ -5,7 +5,12 @@
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! use dsync_tokio::NodeBuilder;
 //! let peers = vec!["127.0.0.1:7001".parse()?, "127.0.0.1:7002".parse()?, "127.0.0.1:7003".parse()?];
-//! let node = NodeBuilder::new(peers, 0).secret("cluster secret").start_tcp().await?;
+//! let node = NodeBuilder::new(peers, 0)
+//!     .secret("cluster secret")            // required: every connection proves it
+//!     .state_dir("/var/lib/dsync")         // safe restarts, fencing kept across them
+//!     .start_tcp()
+//!     .await?;
+//! node.ready().await?;                     // serving, with a quorum of peers connected
 //!
 //! let orders = node.mutex(["orders"]);
 //! let guard = orders.lock().await?;               // held by a quorum of nodes
@@ -18,6 +23,11 @@
 //! # let _ = (token, confirmed);
 //! # Ok(()) }
 //! ```
+//!
+//! Restarts are safe by default: a node without a state directory starts as a restarted member (it grants
+//! nothing for a quarantine of `lease·(1+ρ)` and learns its fencing floor from its peers); one with an empty
+//! state directory, or started with [`NodeBuilder::bootstrap`], forms a new cluster only if every node is new.
+//! See [`NodeBuilder`] for the table of start modes.
 //!
 //! One task per node (the driver) owns the sans-IO core, its timer and the transport; handles talk to it
 //! over channels. Dropping a [`Guard`] queues its release without blocking and without a runtime; dropping a
@@ -35,6 +45,8 @@ mod lock;
 #[cfg(all(test, dsync_loom))]
 mod loom_models;
 mod node;
+mod state;
+mod status;
 pub mod tcp;
 mod transport;
 
@@ -45,4 +57,5 @@ pub use error::{LockError, StartError};
 pub use inbound::Inbound;
 pub use lock::{Guard, Mutex, RwLock};
 pub use node::{Node, NodeBuilder};
+pub use status::{Serving, Status};
 pub use transport::{Transport, TransportEvent};

@@ -1,6 +1,6 @@
 //! The application's handles: [`Mutex`], [`RwLock`] and the [`Guard`] they return.
 
-use crate::driver::{Command, Grant, Released};
+use crate::driver::{Command, Grant, Patience, Released};
 use crate::error::LockError;
 use crate::handoff::{reply, ReplyRx};
 use crate::node::Shared;
@@ -28,14 +28,27 @@ impl Mutex {
         Mutex { shared, resources }
     }
 
-    /// Waits until the lock is held by this node's caller (or the node shuts down).
+    /// Waits until the lock is held by this node's caller. It never gives up: while others hold the lock it
+    /// waits its turn (waiters are served in ticket order), and while no quorum of serving nodes is reachable
+    /// (peers down, partitioned or still starting) it retries with backoff — and at once when a peer comes
+    /// up — so it resolves when the quorum is back. It fails only with [`LockError::ShutDown`],
+    /// [`LockError::Overloaded`] (too many waiting calls on this node) or [`LockError::Invalid`]. Use
+    /// [`Mutex::try_lock_for`] to bound the wait.
     pub async fn lock(&self) -> Result<Guard, LockError> {
-        acquire(&self.shared, Mode::Write, &self.resources, None).await
+        acquire(&self.shared, Mode::Write, &self.resources, Patience::Wait(None)).await
     }
 
-    /// Like [`Mutex::lock`], giving up with [`LockError::Timeout`] (or `NoQuorum`) after `timeout`.
+    /// One attempt, without waiting for others to release: [`LockError::WouldBlock`] if others hold or
+    /// reserve the resources, [`LockError::NoQuorum`] if a quorum of serving nodes did not answer. It takes
+    /// about one round trip (at most the core's `attempt_timeout` when peers are silent).
+    pub async fn try_lock(&self) -> Result<Guard, LockError> {
+        acquire(&self.shared, Mode::Write, &self.resources, Patience::Once).await
+    }
+
+    /// Like [`Mutex::lock`], giving up after `timeout` with [`LockError::Timeout`] (others held it) or
+    /// [`LockError::NoQuorum`] (no quorum reachable). A zero timeout is [`Mutex::try_lock`].
     pub async fn try_lock_for(&self, timeout: Duration) -> Result<Guard, LockError> {
-        acquire(&self.shared, Mode::Write, &self.resources, Some(timeout)).await
+        acquire(&self.shared, Mode::Write, &self.resources, patience(timeout)).await
     }
 
     /// The resources this lock covers, sorted.
@@ -49,24 +62,35 @@ impl RwLock {
         RwLock { shared, resources }
     }
 
-    /// Waits for shared access.
+    /// Waits for shared access; never gives up (see [`Mutex::lock`]).
     pub async fn read(&self) -> Result<Guard, LockError> {
-        acquire(&self.shared, Mode::Read, &self.resources, None).await
+        acquire(&self.shared, Mode::Read, &self.resources, Patience::Wait(None)).await
     }
 
-    /// Waits for exclusive access.
+    /// Waits for exclusive access; never gives up (see [`Mutex::lock`]).
     pub async fn write(&self) -> Result<Guard, LockError> {
-        acquire(&self.shared, Mode::Write, &self.resources, None).await
+        acquire(&self.shared, Mode::Write, &self.resources, Patience::Wait(None)).await
     }
 
-    /// Shared access, giving up after `timeout`.
+    /// Shared access in one attempt: [`LockError::WouldBlock`] if a writer holds or reserves it,
+    /// [`LockError::NoQuorum`] without a quorum (see [`Mutex::try_lock`]).
+    pub async fn try_read(&self) -> Result<Guard, LockError> {
+        acquire(&self.shared, Mode::Read, &self.resources, Patience::Once).await
+    }
+
+    /// Exclusive access in one attempt (see [`Mutex::try_lock`]).
+    pub async fn try_write(&self) -> Result<Guard, LockError> {
+        acquire(&self.shared, Mode::Write, &self.resources, Patience::Once).await
+    }
+
+    /// Shared access, giving up after `timeout`; a zero timeout is [`RwLock::try_read`].
     pub async fn try_read_for(&self, timeout: Duration) -> Result<Guard, LockError> {
-        acquire(&self.shared, Mode::Read, &self.resources, Some(timeout)).await
+        acquire(&self.shared, Mode::Read, &self.resources, patience(timeout)).await
     }
 
-    /// Exclusive access, giving up after `timeout`.
+    /// Exclusive access, giving up after `timeout`; a zero timeout is [`RwLock::try_write`].
     pub async fn try_write_for(&self, timeout: Duration) -> Result<Guard, LockError> {
-        acquire(&self.shared, Mode::Write, &self.resources, Some(timeout)).await
+        acquire(&self.shared, Mode::Write, &self.resources, patience(timeout)).await
     }
 
     /// The resources this lock covers, sorted.
@@ -95,28 +119,43 @@ impl Drop for Pending<'_> {
     }
 }
 
+/// A zero timeout asks once instead of failing before any answer could arrive.
+fn patience(timeout: Duration) -> Patience {
+    if timeout.is_zero() {
+        Patience::Once
+    } else {
+        Patience::Wait(Some(timeout))
+    }
+}
+
 async fn acquire(
     shared: &Arc<Shared>,
     mode: Mode,
     resources: &[String],
-    timeout: Option<Duration>,
+    patience: Patience,
 ) -> Result<Guard, LockError> {
     let req = shared.next_req.fetch_add(1, Ordering::Relaxed);
     let (reply, answer) = reply();
-    let cmd = Command::Lock { req, mode, resources: resources.to_vec(), timeout, reply };
+    let cmd = Command::Lock { req, mode, resources: resources.to_vec(), patience, reply };
     let mut pending = Pending { shared, req, answer, armed: true };
     shared.commands.send(cmd).await.map_err(|_| LockError::ShutDown)?;
     let outcome = (&mut pending.answer).await;
     pending.armed = false;
     let grant = outcome.map_err(|_| LockError::ShutDown)?;
-    Ok(Guard { grant: grant? })
+    Ok(Guard { grant: grant?, _node: shared.clone() })
 }
 
 /// A held lock. Dropping it releases the lock on every node, without blocking and without needing a runtime
 /// in the dropping thread. Pass [`Guard::fencing_token`] to whatever the lock protects.
+///
+/// A guard keeps its node running: the node shuts down when the last [`crate::Node`], lock handle *and*
+/// guard are gone (or on [`crate::Node::shutdown`]), so `start().await?.mutex(..).lock().await?` in one
+/// expression gives a guard whose lease is kept.
 #[derive(Debug)]
 pub struct Guard {
     grant: Grant,
+    /// Holds the driver's command channel open, so the driver does not shut down under a live guard.
+    _node: Arc<Shared>,
 }
 
 impl std::fmt::Debug for Grant {

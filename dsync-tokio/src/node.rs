@@ -4,15 +4,16 @@ use crate::driver::{Command, Driver};
 use crate::error::{LockError, StartError};
 use crate::handles::Handles;
 use crate::lock::{Mutex, RwLock};
+use crate::state::StateDir;
+use crate::status::{Phase, Published, Status};
 use crate::tcp::{cluster_id, TcpConfig, TcpTransport};
 use crate::transport::Transport;
-use dsync_core::{Config, Counters, ForceTarget, HolderEntry, Instant, Node as Core, Start};
-use std::collections::HashMap;
+use dsync_core::{Config, Counters, ForceTarget, HolderEntry, Instant, Node as Core, NodeSet, Start};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 /// The part of a node every handle shares: the way to the driver.
 #[derive(Debug)]
@@ -23,6 +24,7 @@ pub(crate) struct Shared {
     pub(crate) id: usize,
     pub(crate) nodes: usize,
     pub(crate) local_addr: Option<SocketAddr>,
+    pub(crate) status: watch::Receiver<Published>,
 }
 
 /// A running dsync node. Cheap to clone; every clone talks to the same driver task.
@@ -33,11 +35,21 @@ pub struct Node {
 
 /// Builds and starts a node from a fixed cluster configuration.
 ///
+/// **How a node starts** decides whether it is safe after a crash, so the default is the safe choice:
+///
+/// | settings | a node that ran before | a brand-new cluster |
+/// |---|---|---|
+/// | [`state_dir`](Self::state_dir) (recommended) | restarts with its durable floor; serves after a quarantine of `lease·(1+ρ)` | an empty directory bootstraps: serves as soon as every node is up and new |
+/// | nothing (the default) | restarts: quarantine, then learns its fencing floor from a read quorum of peers | never serves (no peer knows a floor): use a state directory or [`bootstrap`](Self::bootstrap) |
+/// | [`bootstrap`](Self::bootstrap) | finds that peers have history and restarts safely, as above | serves as soon as every node is up and new |
+/// | [`unsafe_skip_restart_safety`](Self::unsafe_skip_restart_safety) | **may grant a lock twice and reuse fencing tokens** | serves at once |
+///
 /// ```no_run
 /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 /// use dsync_tokio::NodeBuilder;
 /// let peers = vec!["10.0.0.1:7070".parse()?, "10.0.0.2:7070".parse()?, "10.0.0.3:7070".parse()?];
 /// let node = NodeBuilder::new(peers, 0).secret("correct horse battery staple").state_dir("/var/lib/dsync").start_tcp().await?;
+/// node.ready().await?; // serving, and a quorum of peers connected
 /// let guard = node.mutex(["orders"]).lock().await?;
 /// println!("holding with fencing token {}", guard.fencing_token());
 /// # Ok(()) }
@@ -45,13 +57,25 @@ pub struct Node {
 #[derive(Debug)]
 pub struct NodeBuilder {
     peers: Vec<SocketAddr>,
+    id: usize,
     core: Config,
     secret: Vec<u8>,
     cluster: String,
-    start: Start,
+    start: StartChoice,
     state_dir: Option<PathBuf>,
     listener: Option<std::net::TcpListener>,
     queue_bytes: Option<usize>,
+}
+
+/// How the operator asked the node to start.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum StartChoice {
+    /// Decided by the state directory, or a safe restart without one.
+    Default,
+    /// `bootstrap()`: new if every node is new, otherwise a safe restart.
+    Bootstrap,
+    /// `start_mode(..)` or `unsafe_skip_restart_safety()`.
+    Explicit(Start),
 }
 
 impl NodeBuilder {
@@ -60,17 +84,19 @@ impl NodeBuilder {
         let core = Config::new(peers.len(), id);
         NodeBuilder {
             peers,
+            id,
             core,
             secret: Vec::new(),
             cluster: "dsync".into(),
-            start: Start::FirstBoot,
+            start: StartChoice::Default,
             state_dir: None,
             listener: None,
             queue_bytes: None,
         }
     }
 
-    /// The shared cluster secret every node must know (the TCP handshake proves it).
+    /// The shared cluster secret every node must know (the TCP handshake proves it). Required over TCP: a
+    /// missing or empty secret is refused with [`StartError::MissingSecret`].
     pub fn secret(mut self, secret: impl AsRef<[u8]>) -> Self {
         self.secret = secret.as_ref().to_vec();
         self
@@ -82,23 +108,51 @@ impl NodeBuilder {
         self
     }
 
-    /// Adjusts the core's configuration (lease, refresh, drift bound, timeouts, limits).
+    /// Adjusts the core's configuration (lease, refresh, drift bound, timeouts, limits). The cluster size
+    /// and this node's index come from [`NodeBuilder::new`]; changing them here is refused at start.
     pub fn configure(mut self, f: impl FnOnce(&mut Config)) -> Self {
         f(&mut self.core);
         self
     }
 
-    /// How this node starts when no state directory decides it: `Start::FirstBoot` (default) only for a
-    /// brand-new cluster; after a restart, `Start::Restart` (see PROTOCOL.md §6.4).
-    pub fn start_mode(mut self, start: Start) -> Self {
-        self.start = start;
+    /// Keeps this node's identity and durable fencing floor in `dir` (created if missing; several nodes may
+    /// share one directory). The start is then automatic and safe: a node that finds its floor restarts
+    /// with it (quarantine, fencing intact even if the whole cluster restarts); one whose directory is
+    /// empty bootstraps (see [`NodeBuilder::bootstrap`]), so a wiped directory costs a quarantine, never a
+    /// double grant. A directory that belongs to another node or cluster is refused.
+    pub fn state_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.state_dir = Some(dir.into());
         self
     }
 
-    /// Keeps the durable fencing floor in this directory. Then the start mode is automatic: a node that
-    /// finds a floor there restarts safely (quarantine, floor kept), one that finds none boots fresh.
-    pub fn state_dir(mut self, dir: impl Into<PathBuf>) -> Self {
-        self.state_dir = Some(dir.into());
+    /// For a node **without** a state directory: declares that the cluster may be brand new. The node then
+    /// serves as soon as every other node has answered that it is new too (so a new cluster forms once all
+    /// its nodes are up); if any node has history — this one is really a restarted member of a running
+    /// cluster — it restarts safely instead (quarantine and floor recovery), so leaving this setting on
+    /// across restarts is safe for mutual exclusion.
+    ///
+    /// What it gives up: if **every** node of the cluster restarts at once without state, they form a new
+    /// cluster and fencing tokens start again from 1 (stores that remember higher tokens refuse the new
+    /// holders until they are reset). Use [`NodeBuilder::state_dir`] to keep fencing across that too.
+    pub fn bootstrap(mut self) -> Self {
+        self.start = StartChoice::Bootstrap;
+        self
+    }
+
+    /// Starts serving at once, as the first boot of a cluster that has never run. **Unsafe after a
+    /// restart**: if this node granted locks before, it may grant them again while their holders still
+    /// believe them (two writers), and it may issue fencing tokens that were already used. For tests and
+    /// demos that create a cluster from scratch; prefer [`NodeBuilder::bootstrap`], which is as fast for a
+    /// new cluster and safe for a restarted one.
+    pub fn unsafe_skip_restart_safety(mut self) -> Self {
+        self.start = StartChoice::Explicit(Start::FirstBoot);
+        self
+    }
+
+    /// Sets the core's start mode explicitly (for example a restart with a floor kept elsewhere, see
+    /// PROTOCOL.md §6.4 and §7). Refused together with a state directory, which decides it.
+    pub fn start_mode(mut self, start: Start) -> Self {
+        self.start = StartChoice::Explicit(start);
         self
     }
 
@@ -116,7 +170,10 @@ impl NodeBuilder {
 
     /// Starts the node over TCP.
     pub async fn start_tcp(self) -> Result<Node, StartError> {
-        self.check_peers()?;
+        self.check()?;
+        if self.secret.is_empty() {
+            return Err(StartError::MissingSecret);
+        }
         let mut tcp = TcpConfig::new(
             self.peers.clone(),
             self.core.id,
@@ -128,12 +185,16 @@ impl NodeBuilder {
             tcp.max_queued_bytes = b;
         }
         let mut builder = self;
+        let own = builder.peers[builder.id];
         let transport = match builder.listener.take() {
             Some(l) => {
-                l.set_nonblocking(true)?;
-                TcpTransport::with_listener(tcp, tokio::net::TcpListener::from_std(l)?)?
+                let addr = l.local_addr().unwrap_or(own);
+                let bind = |source| StartError::Bind { addr, source };
+                l.set_nonblocking(true).map_err(bind)?;
+                let l = tokio::net::TcpListener::from_std(l).map_err(bind)?;
+                TcpTransport::with_listener(tcp, l).map_err(bind)?
             }
-            None => TcpTransport::bind(tcp).await?,
+            None => TcpTransport::bind(tcp).await.map_err(|source| StartError::Bind { addr: own, source })?,
         };
         let addr = transport.local_addr();
         builder.start_with(transport, Some(addr))
@@ -145,50 +206,52 @@ impl NodeBuilder {
         transport: T,
         local_addr: Option<SocketAddr>,
     ) -> Result<Node, StartError> {
-        self.check_peers()?;
-        let mut start = self.start;
-        let mut floor_file = None;
-        if let Some(dir) = &self.state_dir {
-            std::fs::create_dir_all(dir)?;
-            let path = dir.join(format!("fencing-floor-{}", self.core.id));
-            start = match read_floor(&path)? {
-                Some(f) => Start::Restart { durable_floor: Some(f) },
-                None => Start::FirstBoot,
-            };
-            self.core.persist_floor = true;
-            floor_file = Some(path);
-        }
+        self.check()?;
+        let (start, state) = self.decide_start()?;
+        self.core.persist_floor = state.is_some();
         let mut seed = [0u8; 8];
         getrandom::fill(&mut seed).map_err(|e| StartError::Io(std::io::Error::other(e.to_string())))?;
         self.core.seed = u64::from_le_bytes(seed);
         let core = Core::new(self.core.clone(), Instant::ZERO, start)?;
         let (commands_tx, commands) = mpsc::channel(1024);
         let (control_tx, control) = mpsc::unbounded_channel();
-        let driver = Driver {
-            core,
-            transport,
-            origin: tokio::time::Instant::now(),
-            commands,
-            control,
-            floor_file,
-            handles: Handles::new(control_tx.clone()),
-            holder_queries: HashMap::new(),
-            force_queries: HashMap::new(),
-        };
-        tracing::info!(node = self.core.id, nodes = self.core.nodes, ?start, "dsync node starting");
+        let (status_tx, status) = watch::channel(Published { serving: Phase::Stopped, peers_up: NodeSet::EMPTY });
+        let driver =
+            Driver::new(core, transport, commands, control, state, Handles::new(control_tx.clone()), status_tx);
+        tracing::info!(node = self.id, nodes = self.core.nodes, ?start, "dsync node starting");
         // Every lock-lifecycle and connection event of this node is logged inside this span.
-        let span = tracing::info_span!("dsync", node = self.core.id, nodes = self.core.nodes);
+        let span = tracing::info_span!("dsync", node = self.id, nodes = self.core.nodes);
         tokio::spawn(tracing::Instrument::instrument(driver.run(), span));
         Ok(Node {
             shared: Arc::new(Shared {
                 commands: commands_tx,
                 control: control_tx,
                 next_req: AtomicU64::new(0),
-                id: self.core.id,
+                id: self.id,
                 nodes: self.core.nodes,
                 local_addr,
+                status,
             }),
         })
+    }
+
+    /// How the core starts, and the state directory if there is one.
+    fn decide_start(&self) -> Result<(Start, Option<StateDir>), StartError> {
+        match (&self.state_dir, self.start) {
+            (Some(dir), StartChoice::Default) => {
+                let (state, start) = StateDir::open(dir, &self.cluster, self.id, self.core.nodes)?;
+                Ok((start, Some(state)))
+            }
+            (Some(dir), _) => Err(StartError::Conflict(format!(
+                "a state directory ({}) decides how the node starts; drop bootstrap(), start_mode() or \
+                 unsafe_skip_restart_safety()",
+                dir.display()
+            ))),
+            (None, StartChoice::Default) if self.core.nodes == 1 => Err(StartError::NeedsStateDir),
+            (None, StartChoice::Default) => Ok((Start::Restart { durable_floor: None }, None)),
+            (None, StartChoice::Bootstrap) => Ok((Start::Bootstrap, None)),
+            (None, StartChoice::Explicit(s)) => Ok((s, None)),
+        }
     }
 
     /// The peers' addresses in index order (for transports built outside this crate, such as QUIC).
@@ -211,16 +274,47 @@ impl NodeBuilder {
         self.queue_bytes
     }
 
-    fn check_peers(&self) -> Result<(), StartError> {
-        if self.peers.is_empty() || self.peers.len() > dsync_core::quorum::MAX_NODES {
-            return Err(StartError::Peers(format!("{} peers; 1 to 64 are supported", self.peers.len())));
+    /// Refuses a peer list or settings that cannot describe one node of one cluster.
+    fn check(&self) -> Result<(), StartError> {
+        let n = self.peers.len();
+        if n == 0 || n > dsync_core::quorum::MAX_NODES {
+            return Err(StartError::Peers(format!("{n} peers; 1 to 64 are supported")));
         }
-        if self.core.id >= self.peers.len() {
-            return Err(StartError::Peers(format!("node index {} but only {} peers", self.core.id, self.peers.len())));
+        if self.id >= n {
+            return Err(StartError::Peers(format!(
+                "node index {} but only {n} peers (indices 0 to {})",
+                self.id,
+                n - 1
+            )));
         }
-        if self.core.nodes != self.peers.len() {
-            return Err(StartError::Peers("the core's node count differs from the peer list".into()));
+        let mut seen = std::collections::BTreeMap::new();
+        for (i, a) in self.peers.iter().enumerate() {
+            if let Some(j) = seen.insert(*a, i) {
+                return Err(StartError::Peers(format!(
+                    "{a} is listed twice (nodes {j} and {i}); every node needs its own address"
+                )));
+            }
         }
+        if self.core.id != self.id {
+            return Err(StartError::Conflict(format!(
+                "configure() set the node index to {} but NodeBuilder::new was given {}; set it only in new()",
+                self.core.id, self.id
+            )));
+        }
+        if self.core.nodes != n {
+            return Err(StartError::Conflict(format!(
+                "configure() set the cluster size to {} but the peer list has {n} addresses; the size is the \
+                 peer list's",
+                self.core.nodes
+            )));
+        }
+        if self.cluster.is_empty() || self.cluster.len() > 255 {
+            return Err(StartError::Peers(format!(
+                "the cluster name must be 1 to 255 bytes, got {}",
+                self.cluster.len()
+            )));
+        }
+        self.core.validate()?;
         Ok(())
     }
 }
@@ -241,6 +335,21 @@ impl Node {
         self.shared.local_addr
     }
 
+    /// What this node is doing now: serving or why not (bootstrap, quarantine with the time left, floor
+    /// recovery), which peers are connected, and whether it is ready.
+    pub fn status(&self) -> Status {
+        self.shared.status.borrow().snapshot(self.shared.id, self.shared.nodes)
+    }
+
+    /// Waits until this node serves and a write quorum of nodes (it included) is connected — after a
+    /// restart that includes the quarantine. A lock asked for before this still works: it is retried as
+    /// soon as a quorum is up. Fails only with [`LockError::ShutDown`].
+    pub async fn ready(&self) -> Result<(), LockError> {
+        let (id, nodes) = (self.shared.id, self.shared.nodes);
+        let mut rx = self.shared.status.clone();
+        rx.wait_for(|p| p.snapshot(id, nodes).ready).await.map(|_| ()).map_err(|_| LockError::ShutDown)
+    }
+
     /// A mutex over `resources` (one name or many; sorted and deduplicated).
     pub fn mutex<I: IntoIterator<Item = S>, S: Into<String>>(&self, resources: I) -> Mutex {
         Mutex::new(self.shared.clone(), normalise(resources))
@@ -251,18 +360,21 @@ impl Node {
         RwLock::new(self.shared.clone(), normalise(resources))
     }
 
-    /// Who holds `resource` (or anything), merged from every reachable node.
+    /// Who holds `resource` (or anything), merged from every reachable node. Fails with
+    /// [`LockError::Overloaded`] when too many queries are in flight, [`LockError::Invalid`] for a name over
+    /// the limit, [`LockError::ShutDown`] when the node stopped.
     pub async fn holders(&self, resource: Option<&str>) -> Result<Vec<HolderEntry>, LockError> {
         let (reply, answer) = oneshot::channel();
         self.command(Command::Holders { resource: resource.map(str::to_owned), reply }).await?;
-        answer.await.map_err(|_| LockError::Overloaded)
+        answer.await.map_err(|_| LockError::ShutDown)?
     }
 
     /// Administrative: removes matching grants on every reachable node; returns how many were removed.
+    /// Errors as for [`Node::holders`].
     pub async fn force_unlock(&self, target: ForceTarget) -> Result<usize, LockError> {
         let (reply, answer) = oneshot::channel();
         self.command(Command::ForceUnlock { target, reply }).await?;
-        answer.await.map_err(|_| LockError::Overloaded)
+        answer.await.map_err(|_| LockError::ShutDown)?
     }
 
     /// The core's counters.
@@ -301,33 +413,4 @@ fn normalise<I: IntoIterator<Item = S>, S: Into<String>>(resources: I) -> Vec<St
     v.sort_unstable();
     v.dedup();
     v
-}
-
-/// Reads the floor file; `None` when it does not exist. A file that exists but does not parse is an error:
-/// guessing would risk reissuing fencing tokens.
-fn read_floor(path: &Path) -> Result<Option<u64>, StartError> {
-    match std::fs::read_to_string(path) {
-        Ok(s) => s.trim().parse().map(Some).map_err(|_| {
-            StartError::Io(std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                format!("{} does not hold a fencing floor", path.display()),
-            ))
-        }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e.into()),
-    }
-}
-
-/// Writes the floor durably: temporary file, fsync, rename, fsync of the directory.
-pub(crate) fn write_floor(path: &Path, floor: u64) -> std::io::Result<()> {
-    use std::io::Write;
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::File::create(&tmp)?;
-    writeln!(f, "{floor}")?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)?;
-    if let Some(dir) = path.parent() {
-        std::fs::File::open(dir)?.sync_all()?;
-    }
-    Ok(())
 }

@@ -42,7 +42,9 @@ async fn nodes_1_and_2(queue_bytes: Option<usize>) -> Cluster {
     let mut ls: Vec<TcpListener> = (0..3).map(|_| TcpListener::bind("127.0.0.1:0").unwrap()).collect();
     let addrs: Vec<SocketAddr> = ls.iter().map(|l| l.local_addr().unwrap()).collect();
     let start = |i: usize, l: TcpListener| {
-        let mut b = NodeBuilder::new(addrs.clone(), i).secret(SECRET).listener(l).configure(long_leases_small_table);
+        // A new cluster whose node 0 is a test double that answers no bootstrap query: serve at once.
+        let b = NodeBuilder::new(addrs.clone(), i).secret(SECRET).unsafe_skip_restart_safety();
+        let mut b = b.listener(l).configure(long_leases_small_table);
         if let Some(q) = queue_bytes {
             b = b.max_queued_bytes(q);
         }

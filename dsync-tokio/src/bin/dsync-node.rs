@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! dsync-node --id 0 --peers 10.0.0.1:7070,10.0.0.2:7070,10.0.0.3:7070 --secret-file /etc/dsync/secret \
-//!            [--cluster NAME] [--state-dir DIR] [--lease-ms 30000] [--refresh-ms 10000]
+//!            [--cluster NAME] [--state-dir DIR | --bootstrap] [--lease-ms 30000] [--refresh-ms 10000]
 //!            [--work REGISTER_ADDR --resource NAME --workers K --hold-ms H]
 //! ```
 //! Without `--work` the node serves until SIGINT/SIGTERM, then releases what it holds and exits. With `--work`,
@@ -24,6 +24,7 @@ struct Args {
     secret: Vec<u8>,
     cluster: String,
     state_dir: Option<PathBuf>,
+    bootstrap: bool,
     lease: Duration,
     refresh: Duration,
     work: Option<SocketAddr>,
@@ -39,6 +40,7 @@ fn parse(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
         secret: Vec::new(),
         cluster: "dsync".into(),
         state_dir: None,
+        bootstrap: false,
         lease: Duration::from_secs(30),
         refresh: Duration::from_secs(10),
         work: None,
@@ -64,17 +66,18 @@ fn parse(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
             "--secret" => a.secret = value()?.into_bytes(),
             "--secret-file" => {
                 let path = value()?;
-                a.secret = std::fs::read(&path).map_err(|e| format!("--secret-file {path}: {e}"))?;
+                a.secret = secret_from_file(&std::fs::read(&path).map_err(|e| format!("--secret-file {path}: {e}"))?);
             }
             "--cluster" => a.cluster = value()?,
             "--state-dir" => a.state_dir = Some(value()?.into()),
+            "--bootstrap" => a.bootstrap = true,
             "--lease-ms" => a.lease = ms(value()?, "--lease-ms")?,
             "--refresh-ms" => a.refresh = ms(value()?, "--refresh-ms")?,
             "--work" => a.work = Some(value()?.parse().map_err(|_| "--work takes the register's address".to_string())?),
             "--resource" => a.resource = value()?,
             "--workers" => a.workers = value()?.parse().map_err(|_| "--workers takes a count".to_string())?,
             "--hold-ms" => a.hold = ms(value()?, "--hold-ms")?,
-            "-h" | "--help" => return Err(String::new()),
+            "-h" | "--help" => return Err(HELP.into()),
             other => return Err(format!("unknown flag {other:?}")),
         }
     }
@@ -82,26 +85,70 @@ fn parse(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
         return Err("--id and --peers are required".into());
     }
     if a.secret.is_empty() {
-        return Err("a cluster secret is required (--secret or --secret-file)".into());
+        return Err("a cluster secret is required (--secret or --secret-file), the same on every node".into());
+    }
+    if a.bootstrap && a.state_dir.is_some() {
+        return Err(
+            "--bootstrap is for nodes without --state-dir (an empty state directory bootstraps by itself)".into()
+        );
     }
     Ok(a)
 }
 
+/// A secret file's content with one trailing line break removed, so `echo secret > F` matches `--secret secret`.
+fn secret_from_file(bytes: &[u8]) -> Vec<u8> {
+    let s = bytes.strip_suffix(b"\n").unwrap_or(bytes);
+    s.strip_suffix(b"\r").unwrap_or(s).to_vec()
+}
+
 const USAGE: &str = "usage: dsync-node --id N --peers A,B,C (--secret S | --secret-file F) [--cluster NAME] \
-[--state-dir DIR] [--lease-ms MS] [--refresh-ms MS] [--work REGISTER --resource NAME --workers K --hold-ms H]";
+[--state-dir DIR | --bootstrap] [--lease-ms MS] [--refresh-ms MS] [--work REGISTER --resource NAME --workers K \
+--hold-ms H]   (--help for details)";
+
+const HELP: &str = "dsync-node: one node of a dsync cluster (masterless distributed locks)
+
+usage: dsync-node --id N --peers A,B,C (--secret S | --secret-file F) [options]
+
+  --id N               this node's index in --peers (0-based); every node needs its own
+  --peers A,B,C        every node's address (ip:port) in index order, the same list on every node
+  --secret S           the cluster secret every connection proves (the same on every node)
+  --secret-file F      read the secret from F; one trailing newline is ignored
+  --cluster NAME       the cluster's name; nodes of other clusters are refused [default: dsync]
+  --state-dir DIR      keep this node's identity and durable fencing floor in DIR (created if missing).
+                       Recommended. A node that finds its floor there restarts safely and keeps fencing
+                       tokens increasing even across a restart of the whole cluster; an empty DIR means a
+                       new node, which serves once every node is up and new (and restarts safely if any
+                       node has history, so a wiped DIR never causes a double grant).
+  --bootstrap          without --state-dir: allow forming a brand-new cluster (serves once every node is up
+                       and new; if peers have history it restarts safely instead). Gives up fencing history
+                       when the whole cluster restarts without state: tokens start again from 1.
+  --lease-ms MS        lock lease [default: 30000]; a restarted node grants nothing for lease + 1 %
+  --refresh-ms MS      how often holders refresh [default: 10000]
+  --work REGISTER      test mode: run workers that lock --resource and report to a fenced register
+  --resource NAME      [default: hot]   --workers K [default: 2]   --hold-ms H [default: 2]
+  -h, --help           this text
+
+Safe defaults: without --state-dir or --bootstrap the node starts as a restarted member of a running
+cluster: it grants nothing for a quarantine (lease + 1 %) and then learns its fencing floor from a read
+quorum of peers. A brand-new cluster started that way never serves: give nodes a state directory.
+Logs go to stderr (RUST_LOG=debug for more). Exit status: 0 after SIGINT/SIGTERM, 1 if the node cannot
+start (the message names the address, path or setting), 2 for a bad command line.";
 
 #[tokio::main]
 async fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let args = match parse(std::env::args().skip(1)) {
         Ok(a) => a,
+        Err(e) if e == HELP => {
+            println!("{HELP}");
+            return ExitCode::SUCCESS;
+        }
         Err(e) => {
-            if !e.is_empty() {
-                eprintln!("dsync-node: {e}");
-            }
+            eprintln!("dsync-node: {e}");
             eprintln!("{USAGE}");
             return ExitCode::from(2);
         }
@@ -115,6 +162,9 @@ async fn main() -> ExitCode {
         });
     if let Some(dir) = &args.state_dir {
         b = b.state_dir(dir);
+    }
+    if args.bootstrap {
+        b = b.bootstrap();
     }
     let node = match b.start_tcp().await {
         Ok(n) => n,

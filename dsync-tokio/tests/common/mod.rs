@@ -34,7 +34,7 @@ pub async fn cluster_with(n: usize, tweak: fn(&mut Config)) -> Cluster {
     let addrs: Vec<SocketAddr> = listeners.iter().map(|l| l.local_addr().unwrap()).collect();
     let mut nodes = Vec::new();
     for (i, l) in listeners.into_iter().enumerate() {
-        let b = NodeBuilder::new(addrs.clone(), i).secret(SECRET).listener(l).configure(tweak);
+        let b = NodeBuilder::new(addrs.clone(), i).secret(SECRET).bootstrap().listener(l).configure(tweak);
         nodes.push(b.start_tcp().await.expect("node starts"));
     }
     for node in &nodes {

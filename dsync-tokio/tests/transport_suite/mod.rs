@@ -4,7 +4,7 @@
 
 use crate::common::{formed, quick, soon, PATIENCE};
 use dsync_tokio::core::Message;
-use dsync_tokio::{ForceTarget, LockError, Mode, Node, NodeBuilder, Start, Transport, TransportEvent};
+use dsync_tokio::{ForceTarget, LockError, Mode, Node, NodeBuilder, Transport, TransportEvent};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -63,7 +63,7 @@ fn loopback() -> SocketAddr {
 }
 
 fn builder(addrs: &[SocketAddr], i: usize) -> NodeBuilder {
-    NodeBuilder::new(addrs.to_vec(), i).secret(crate::common::SECRET).cluster_name("test").configure(quick)
+    NodeBuilder::new(addrs.to_vec(), i).secret(crate::common::SECRET).cluster_name("test").bootstrap().configure(quick)
 }
 
 /// `n` nodes on OS-chosen ports, returned once every node's lock is granted by every node.
@@ -162,7 +162,9 @@ async fn restart_rejoins<N: Net>(net: &N, i: usize) {
         }
     })
     .await;
-    let b = builder(&c.addrs, i).start_mode(Start::Restart { durable_floor: None });
+    // `bootstrap()` is still set, as in a service definition that never changes: the peers have history, so
+    // the node restarts safely (quarantine, floor from its peers) instead of booting fresh.
+    let b = builder(&c.addrs, i);
     c.nodes[i] = net.start(b, slot).await;
     // Formed again: a lock through the restarted node is granted by all three (every link is back up).
     soon("the restarted node rejoins every peer", formed(&c.nodes[i])).await;
