@@ -174,6 +174,8 @@ impl NodeBuilder {
         if self.secret.is_empty() {
             return Err(StartError::MissingSecret);
         }
+        // The state directory is checked before binding, so its errors are not hidden by a port in use.
+        let decided = self.decide_start()?;
         let mut tcp = TcpConfig::new(
             self.peers.clone(),
             self.core.id,
@@ -197,17 +199,23 @@ impl NodeBuilder {
             None => TcpTransport::bind(tcp).await.map_err(|source| StartError::Bind { addr: own, source })?,
         };
         let addr = transport.local_addr();
-        builder.start_with(transport, Some(addr))
+        builder.launch(transport, Some(addr), decided)
     }
 
     /// Starts the node over any [`Transport`] (QUIC, or your own).
-    pub fn start_with<T: Transport>(
+    pub fn start_with<T: Transport>(self, transport: T, local_addr: Option<SocketAddr>) -> Result<Node, StartError> {
+        self.check()?;
+        let decided = self.decide_start()?;
+        self.launch(transport, local_addr, decided)
+    }
+
+    /// Spawns the driver for a checked builder.
+    fn launch<T: Transport>(
         mut self,
         transport: T,
         local_addr: Option<SocketAddr>,
+        (start, state): (Start, Option<StateDir>),
     ) -> Result<Node, StartError> {
-        self.check()?;
-        let (start, state) = self.decide_start()?;
         self.core.persist_floor = state.is_some();
         let mut seed = [0u8; 8];
         getrandom::fill(&mut seed).map_err(|e| StartError::Io(std::io::Error::other(e.to_string())))?;
@@ -238,16 +246,11 @@ impl NodeBuilder {
     /// How the core starts, and the state directory if there is one.
     fn decide_start(&self) -> Result<(Start, Option<StateDir>), StartError> {
         match (&self.state_dir, self.start) {
-            (Some(dir), StartChoice::Default) => {
+            // check() refused a state directory together with an explicit choice.
+            (Some(dir), _) => {
                 let (state, start) = StateDir::open(dir, &self.cluster, self.id, self.core.nodes)?;
                 Ok((start, Some(state)))
             }
-            (Some(dir), _) => Err(StartError::Conflict(format!(
-                "a state directory ({}) decides how the node starts; drop bootstrap(), start_mode() or \
-                 unsafe_skip_restart_safety()",
-                dir.display()
-            ))),
-            (None, StartChoice::Default) if self.core.nodes == 1 => Err(StartError::NeedsStateDir),
             (None, StartChoice::Default) => Ok((Start::Restart { durable_floor: None }, None)),
             (None, StartChoice::Bootstrap) => Ok((Start::Bootstrap, None)),
             (None, StartChoice::Explicit(s)) => Ok((s, None)),
@@ -308,10 +311,21 @@ impl NodeBuilder {
                 self.core.nodes
             )));
         }
-        if self.cluster.is_empty() || self.cluster.len() > 255 {
-            return Err(StartError::Peers(format!(
-                "the cluster name must be 1 to 255 bytes, got {}",
-                self.cluster.len()
+        match (&self.state_dir, self.start) {
+            (Some(dir), StartChoice::Bootstrap | StartChoice::Explicit(_)) => {
+                return Err(StartError::Conflict(format!(
+                    "a state directory ({}) decides how the node starts; drop bootstrap(), start_mode() or \
+                     unsafe_skip_restart_safety()",
+                    dir.display()
+                )))
+            }
+            (None, StartChoice::Default) if n == 1 => return Err(StartError::NeedsStateDir),
+            _ => {}
+        }
+        if self.cluster.is_empty() || self.cluster.len() > 64 || self.cluster.chars().any(char::is_control) {
+            return Err(StartError::Conflict(format!(
+                "the cluster name {:?} must be 1 to 64 bytes without control characters",
+                self.cluster
             )));
         }
         self.core.validate()?;

@@ -29,6 +29,19 @@ async fn rebind(addr: SocketAddr) -> TcpListener {
     .await
 }
 
+/// Waits until a bootstrapping node has decided, and returns what it decided.
+async fn decided(node: &Node) -> Serving {
+    soon("the bootstrap decides", async {
+        loop {
+            match node.status().serving {
+                Serving::Bootstrapping { .. } => tokio::time::sleep(Duration::from_millis(5)).await,
+                other => return other,
+            }
+        }
+    })
+    .await
+}
+
 fn scratch(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("dsync-safe-defaults-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -98,17 +111,8 @@ async fn bootstrap_left_on_restarts_safely_and_rejoins_with_higher_tokens() {
         .start_tcp()
         .await
         .unwrap();
-    soon("not bootstrapping", async {
-        while matches!(nodes[1].status().serving, Serving::Bootstrapping { .. }) {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    })
-    .await;
-    assert!(
-        !matches!(nodes[1].status().serving, Serving::Serving),
-        "a restarted member must not boot fresh: {:?}",
-        nodes[1].status()
-    );
+    let serving = decided(&nodes[1]).await;
+    assert!(serving != Serving::Serving, "a restarted member must not boot fresh: {serving:?}");
     soon("ready after quarantine", nodes[1].ready()).await.unwrap();
     let again = soon("lock after restart", nodes[1].mutex(["r"]).lock()).await.unwrap();
     assert!(again.fencing_token() > first, "tokens keep increasing: {} after {first}", again.fencing_token());
@@ -140,13 +144,8 @@ async fn a_wiped_state_dir_restarts_safely_instead_of_booting_fresh() {
         .start_tcp()
         .await
         .unwrap();
-    soon("decided", async {
-        while matches!(nodes[2].status().serving, Serving::Bootstrapping { .. }) {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    })
-    .await;
-    assert!(matches!(nodes[2].status().serving, Serving::Quarantined { .. }), "{:?}", nodes[2].status());
+    let serving = decided(&nodes[2]).await;
+    assert!(matches!(serving, Serving::Quarantined { .. }), "{serving:?}");
     assert_eq!(nodes[2].mutex(["r"]).try_lock().await.unwrap_err(), LockError::WouldBlock);
     drop(held);
     let _ = std::fs::remove_dir_all(&dir);
