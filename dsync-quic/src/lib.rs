@@ -8,7 +8,7 @@
 //! let peers = vec!["10.0.0.1:7070".parse()?, "10.0.0.2:7070".parse()?, "10.0.0.3:7070".parse()?];
 //! // node-1.orders as a DNS subject alternative name, signed by the cluster CA.
 //! let id = NodeIdentity::from_pem_files("/etc/dsync/ca.pem", "/etc/dsync/node-1.pem", "/etc/dsync/node-1.key")?;
-//! let node = NodeBuilder::new(peers, 1).cluster_name("orders").start_quic(id, None)?;
+//! let node = NodeBuilder::new(peers, 1).cluster_name("orders").state_dir("/var/lib/dsync").start_quic(id, None)?;
 //! let guard = node.mutex(["orders"]).lock().await?;
 //! # drop(guard); Ok(()) }
 //! ```

@@ -223,3 +223,17 @@ async fn work(node: dsync_tokio::Node, register: SocketAddr, resource: String, h
         drop(guard);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_secret_file_written_by_echo_matches_the_same_secret_on_the_command_line() {
+        assert_eq!(secret_from_file(b"s3cret\n"), b"s3cret");
+        assert_eq!(secret_from_file(b"s3cret\r\n"), b"s3cret");
+        assert_eq!(secret_from_file(b"s3cret"), b"s3cret");
+        // Only one line break goes: a secret that really ends in one keeps the rest.
+        assert_eq!(secret_from_file(b"s3cret\n\n"), b"s3cret\n");
+    }
+}
