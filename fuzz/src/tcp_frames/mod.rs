@@ -10,11 +10,21 @@ pub mod handshake;
 
 /// The fuzz body.
 pub fn run(data: &[u8]) {
-    let Some((&part, rest)) = data.split_first() else { return };
+    if data.first().is_some_and(|part| part % 4 == 0) {
+        frames::run(&data[1..]);
+    } else {
+        handshake_outcome(data);
+    }
+}
+
+/// For a handshake input (first byte 1, 2 or 3 mod 4), runs the body and returns what each real side of
+/// the handshake ended with; `None` for a frames input or one too short to run.
+pub fn handshake_outcome(data: &[u8]) -> Option<handshake::Outcome> {
+    let (&part, rest) = data.split_first()?;
     match part % 4 {
-        0 => frames::run(rest),
         1 => handshake::accept_raw(rest),
         2 => handshake::dial_raw(rest),
-        _ => handshake::relay(rest),
+        3 => handshake::relay(rest),
+        _ => None,
     }
 }
