@@ -118,6 +118,9 @@ pub(crate) struct Driver<T: Transport> {
     status: watch::Sender<Published>,
     /// Whether the "nobody knows a floor" hint was logged (once per start).
     told_no_floor: bool,
+    /// Whether a durable floor has been written since start (always true without a state directory): until
+    /// then the locker denies write locks, so the node is not ready.
+    floor_durable: bool,
 }
 
 impl<T: Transport> Driver<T> {
@@ -144,7 +147,9 @@ impl<T: Transport> Driver<T> {
             peers_up: NodeSet::EMPTY,
             status,
             told_no_floor: false,
+            floor_durable: false,
         };
+        driver.floor_durable = driver.state.is_none();
         driver.publish();
         driver
     }
@@ -153,7 +158,11 @@ impl<T: Transport> Driver<T> {
     fn publish(&mut self) {
         let now = self.now();
         let origin = self.origin;
-        let serving = Phase::from_core(self.core.serving_state(now), |t| origin + Duration::from_nanos(t.as_nanos()));
+        let mut serving =
+            Phase::from_core(self.core.serving_state(now), |t| origin + Duration::from_nanos(t.as_nanos()));
+        if serving == Phase::Serving && !self.floor_durable {
+            serving = Phase::PersistingFloor;
+        }
         if let Phase::RecoveringFloor { known, unknown, needed } = &serving {
             let silent = NodeSet(self.peers_up.0 & !known.0 & !unknown.0);
             if !self.told_no_floor && silent.is_empty() && known.len() < *needed && !unknown.is_empty() {
@@ -236,6 +245,7 @@ impl<T: Transport> Driver<T> {
                 },
                 Some(floor) = floor_rx.recv() => {
                     let now = self.now();
+                    self.floor_durable = true;
                     self.core.handle_floor_persisted(now, floor);
                 }
                 () = &mut sleep, if armed.is_some() => {

@@ -37,6 +37,9 @@ pub enum Serving {
         /// How many peers must tell it.
         needed: usize,
     },
+    /// It would serve, but first writes its first durable fencing floor to the state directory (one fsync);
+    /// until then lockers deny write locks.
+    PersistingFloor,
     /// The node has stopped.
     Stopped,
 }
@@ -79,6 +82,7 @@ pub(crate) enum Phase {
     Bootstrapping { waiting: NodeSet },
     Quarantined { until: tokio::time::Instant, floor_known: bool },
     RecoveringFloor { known: NodeSet, unknown: NodeSet, needed: usize },
+    PersistingFloor,
     Stopped,
 }
 
@@ -115,6 +119,7 @@ impl Published {
             Phase::RecoveringFloor { known, unknown, needed } => {
                 Serving::RecoveringFloor { known: list(*known), unknown: list(*unknown), needed: *needed }
             }
+            Phase::PersistingFloor => Serving::PersistingFloor,
             Phase::Stopped => Serving::Stopped,
         };
         let mut status = Status { id, nodes, serving, peers_up: list(self.peers_up), ready: false };
