@@ -138,6 +138,11 @@ fn wire() -> (Arc<Shared>, Driver) {
         id: 0,
         nodes: 1,
         local_addr: None,
+        status: tokio::sync::watch::channel(crate::status::Published {
+            serving: crate::status::Phase::Serving,
+            peers_up: dsync_core::NodeSet::EMPTY,
+        })
+        .1,
     });
     let driver = Driver {
         handles: Handles::new(control_tx),
