@@ -179,6 +179,15 @@ impl<T: Transport> Driver<T> {
                 );
             }
         }
+        if let (Phase::Bootstrapping { waiting }, Some(old)) = (&serving, self.status.borrow().waiting()) {
+            if *waiting != old && !waiting.is_empty() {
+                info!(
+                    node = self.core.id(),
+                    waiting_for = ?waiting.iter().collect::<Vec<_>>(),
+                    "bootstrapping: a new cluster forms once every node is up and new; waiting for these nodes"
+                );
+            }
+        }
         let next = Published { serving, peers_up: self.peers_up };
         self.status.send_if_modified(|p| {
             if *p == next {
@@ -455,7 +464,7 @@ impl<T: Transport> Driver<T> {
                 let left = Duration::from_nanos(until.as_nanos().saturating_sub(self.now().as_nanos()));
                 info!(
                     node = self.core.id(),
-                    seconds = left.as_secs_f64(),
+                    seconds = format_args!("{:.1}", left.as_secs_f64()),
                     "restart quarantine: granting nothing until every grant of this node's previous run has expired"
                 );
             }

@@ -224,11 +224,11 @@ impl NodeBuilder {
         let (commands_tx, commands) = mpsc::channel(1024);
         let (control_tx, control) = mpsc::unbounded_channel();
         let (status_tx, status) = watch::channel(Published { serving: Phase::Stopped, peers_up: NodeSet::EMPTY });
-        let driver =
-            Driver::new(core, transport, commands, control, state, Handles::new(control_tx.clone()), status_tx);
         tracing::info!(node = self.id, nodes = self.core.nodes, ?start, "dsync node starting");
         // Every lock-lifecycle and connection event of this node is logged inside this span.
         let span = tracing::info_span!("dsync", node = self.id, nodes = self.core.nodes);
+        let handles = Handles::new(control_tx.clone());
+        let driver = span.in_scope(|| Driver::new(core, transport, commands, control, state, handles, status_tx));
         tokio::spawn(tracing::Instrument::instrument(driver.run(), span));
         Ok(Node {
             shared: Arc::new(Shared {

@@ -107,6 +107,16 @@ impl Phase {
 }
 
 impl Published {
+    /// The peers a bootstrap waits for; the empty set before the first publication (so the first wait is
+    /// logged), `None` once past bootstrapping.
+    pub(crate) fn waiting(&self) -> Option<NodeSet> {
+        match &self.serving {
+            Phase::Bootstrapping { waiting } => Some(*waiting),
+            Phase::Stopped => Some(NodeSet::EMPTY),
+            _ => None,
+        }
+    }
+
     pub(crate) fn snapshot(&self, id: usize, nodes: usize) -> Status {
         let list = |s: NodeSet| s.iter().collect::<Vec<_>>();
         let serving = match &self.serving {
