@@ -15,7 +15,7 @@ use crate::net::Net;
 use crate::rng::{mix64, Rng};
 use crate::schedule::Schedule;
 use crate::swarm::Swarm;
-use crate::trace::Trace;
+use crate::trace::{Tag, Trace};
 use crate::workload::{PlannedWrite, Request};
 use dsync_core::wire::{decode, encode, Outcome};
 use dsync_core::{
@@ -450,7 +450,7 @@ impl World {
             Ev::Timer { node, gen } => {
                 let Some(Ev::Timer { .. }) = self.defer_if_paused(node, Ev::Timer { node, gen }) else { return };
                 self.slots[node].timer_at = u64::MAX;
-                self.trace.mix(&[self.now, 2, node as u64]);
+                self.trace.record(self.now, Tag::Timer, &[node as u64]);
                 let local = self.local_now(node);
                 self.slots[node].node.as_mut().expect("live").handle_timeout(local);
                 self.after_step(node);
@@ -467,7 +467,7 @@ impl World {
                 let Some(ev) = self.defer_if_paused(node, Ev::PersistDone { node, inc, floor }) else { return };
                 drop(ev);
                 self.slots[node].durable = Some(self.slots[node].durable.unwrap_or(0).max(floor));
-                self.trace.mix(&[self.now, 9, node as u64, floor]);
+                self.trace.record(self.now, Tag::FloorPersisted, &[node as u64, floor]);
                 let local = self.local_now(node);
                 self.slots[node].node.as_mut().expect("live").handle_floor_persisted(local, floor);
                 self.after_step(node);
@@ -547,7 +547,7 @@ impl World {
             Message::RefreshReply { uid, held: false, .. } => self.owed.released(to, from, uid),
             _ => {}
         }
-        self.trace.mix(&[self.now, 1, from as u64, to as u64]);
+        self.trace.record(self.now, Tag::Deliver, &[from as u64, to as u64]);
         self.trace.mix_bytes(msg.kind().as_bytes());
         if self.trace.logging() {
             self.trace.log(self.now, format!("deliver {from}->{to} {msg:?}"));
@@ -620,7 +620,7 @@ impl World {
         match e {
             Event::Acquired { lock, token, valid_until, .. } => {
                 self.stats.acquired += 1;
-                self.trace.mix(&[now, 3, i as u64, lock.0, token]);
+                self.trace.record(now, Tag::Acquired, &[i as u64, lock.0, token]);
                 if self.trace.logging() {
                     self.trace.log(now, format!("node{i} acquired {lock:?} token={token}"));
                 }
@@ -652,7 +652,7 @@ impl World {
             }
             Event::Failed { lock, .. } => {
                 self.stats.failed += 1;
-                self.trace.mix(&[now, 4, i as u64, lock.0]);
+                self.trace.record(now, Tag::Failed, &[i as u64, lock.0]);
                 if self.trace.logging() {
                     self.trace.log(now, format!("node{i} failed {lock:?}"));
                 }
@@ -666,7 +666,7 @@ impl World {
             }
             Event::Lost { lock } => {
                 self.stats.lost += 1;
-                self.trace.mix(&[now, 5, i as u64, lock.0]);
+                self.trace.record(now, Tag::Lost, &[i as u64, lock.0]);
                 if self.trace.logging() {
                     self.trace.log(now, format!("node{i} lost {lock:?}"));
                 }
@@ -708,7 +708,7 @@ impl World {
                 } else {
                     self.stats.quarantined += 1;
                 }
-                self.trace.mix(&[now, 14, i as u64]);
+                self.trace.record(now, Tag::Serving, &[i as u64]);
                 if self.trace.logging() {
                     self.trace.log(now, format!("node{i} {e:?}"));
                 }
@@ -743,7 +743,7 @@ impl World {
         }
         let r = self.requests[i].clone();
         let res: Vec<u32> = r.resources.iter().map(|n| self.intern(n)).collect();
-        self.trace.mix(&[self.now, 6, node as u64, i as u64]);
+        self.trace.record(self.now, Tag::Request, &[node as u64, i as u64]);
         if self.trace.logging() {
             self.trace.log(self.now, format!("node{node} requests {:?} {:?}", r.mode, r.resources));
         }
@@ -795,7 +795,7 @@ impl World {
         }
         let c = self.slots[node].locks.remove(&lock).expect("checked");
         self.close(c.held.expect("checked"));
-        self.trace.mix(&[self.now, 7, node as u64, lock.0]);
+        self.trace.record(self.now, Tag::Unlock, &[node as u64, lock.0]);
         let local = self.local_now(node);
         self.slots[node].node.as_mut().expect("live").unlock(local, lock);
         self.after_step(node);
@@ -837,7 +837,7 @@ impl World {
         let token = self.holds[h].token;
         let valid = self.holds[h].valid_at(self.now);
         let res = self.holds[h].res.clone();
-        self.trace.mix(&[self.now, 8, h as u64, token]);
+        self.trace.record(self.now, Tag::Write, &[h as u64, token]);
         for r in res {
             let reg = &mut self.registers[r as usize];
             let (prev, by) = (reg.max, reg.by);
@@ -864,7 +864,7 @@ impl World {
         if self.phase != 1 {
             return;
         }
-        self.trace.mix(&[self.now, 10]);
+        self.trace.record(self.now, Tag::Fault, &[]);
         if self.trace.logging() {
             self.trace.log(self.now, format!("fault {f:?}"));
         }
@@ -967,7 +967,7 @@ impl World {
         s.inc = inc;
         s.told_down = 0;
         s.node = Some(Node::new(cfg, local, start).expect("restart config is valid"));
-        self.trace.mix(&[self.now, 11, node as u64]);
+        self.trace.record(self.now, Tag::Restart, &[node as u64]);
         self.after_step(node);
         let at = self.now + self.swarm.detect_delay;
         for p in 0..self.swarm.nodes {
@@ -1020,7 +1020,7 @@ impl World {
         } else {
             return;
         }
-        self.trace.mix(&[self.now, 12, node as u64, peer as u64, up as u64]);
+        self.trace.record(self.now, Tag::PeerNotice, &[node as u64, peer as u64, up as u64]);
         self.after_step(node);
     }
 
@@ -1034,7 +1034,7 @@ impl World {
     }
 
     fn phase(&mut self, p: Phase) {
-        self.trace.mix(&[self.now, 13, p as u64]);
+        self.trace.record(self.now, Tag::Phase, &[p as u64]);
         if self.trace.logging() {
             self.trace.log(self.now, format!("phase {p:?}"));
         }
