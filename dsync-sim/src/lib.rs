@@ -51,7 +51,7 @@ pub use faults::{Fault, FaultEvent, RestartKind};
 pub use schedule::Schedule;
 pub use swarm::{FaultMix, PartitionShape, Swarm, SwarmOptions};
 pub use workload::{PlannedWrite, Request};
-pub use world::{RequestOutcome, Stats, World, WorldOptions};
+pub use world::{Phase, RequestOutcome, Stats, World, WorldOptions};
 
 pub use dsync_core::PlantedBug;
 

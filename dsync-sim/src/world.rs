@@ -119,14 +119,29 @@ enum Ev {
     Phase(Phase),
 }
 
-/// The end-of-run phases that follow the fault phase.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Phase {
+/// Where a run is. The fault phase plays the schedule; the others follow it in this order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Phase {
+    /// Faults and the workload run.
+    Faults,
+    /// Every partition, clog and pause ended, crashed nodes restarted, the network stopped losing.
     Heal,
+    /// Liveness probes are out.
     Probe,
+    /// A holder query is out.
     Query,
+    /// Every client stopped (unlocked or cancelled); lockers' grants run out.
     Stop,
+    /// The end-of-run checkers ran; the run is over.
     Final,
+}
+
+impl Phase {
+    /// The phase's word in the trace: `Heal` is 0 because the trace format predates `Faults` being a
+    /// phase (it is never recorded: a run starts in it).
+    fn trace_word(self) -> u64 {
+        self as u64 - 1
+    }
 }
 
 struct Entry {
@@ -210,7 +225,7 @@ pub struct World {
     trace: Trace,
     events: u64,
     delivered: u64,
-    phase: u8,
+    phase: Phase,
     done: bool,
     stats: Stats,
     tx: Vec<Transmit>,
@@ -250,7 +265,7 @@ impl World {
             trace: Trace::new(opts.log),
             events: 0,
             delivered: 0,
-            phase: 1,
+            phase: Phase::Faults,
             done: false,
             stats: Stats::default(),
             tx: Vec::new(),
@@ -336,6 +351,11 @@ impl World {
     /// True time now, nanoseconds.
     pub fn now(&self) -> u64 {
         self.now
+    }
+
+    /// The phase the run is in.
+    pub fn phase(&self) -> Phase {
+        self.phase
     }
 
     /// Node `i`, if it is running.
@@ -473,7 +493,7 @@ impl World {
                 self.after_step(node);
             }
             Ev::Notify { node, peer } => self.notify(node, peer),
-            Ev::Phase(p) => self.phase(p),
+            Ev::Phase(p) => self.enter(p),
         }
     }
 
@@ -731,7 +751,7 @@ impl World {
 
     fn request(&mut self, i: usize) {
         let node = self.requests[i].node;
-        if self.phase >= 3 {
+        if self.phase >= Phase::Stop {
             return;
         }
         if self.slots[node].node.is_none() {
@@ -784,7 +804,7 @@ impl World {
     }
 
     fn client_unlock(&mut self, node: usize, inc: u32, lock: LockId) {
-        if self.slots[node].inc != inc || self.slots[node].node.is_none() || self.phase >= 3 {
+        if self.slots[node].inc != inc || self.slots[node].node.is_none() || self.phase >= Phase::Stop {
             return;
         }
         if self.slots[node].locks.get(&lock).is_none_or(|c| c.held.is_none()) {
@@ -807,7 +827,7 @@ impl World {
             let r = &self.holds[h];
             (r.node, r.inc, LockId(r.lock), r.open)
         };
-        if !open || self.slots[node].inc != inc || self.slots[node].node.is_none() || self.phase >= 3 {
+        if !open || self.slots[node].inc != inc || self.slots[node].node.is_none() || self.phase >= Phase::Stop {
             return;
         }
         if self.defer_if_paused(node, Ev::WriteCheck { hold: h, pause }).is_none() {
@@ -823,7 +843,7 @@ impl World {
             self.stats.writes_skipped += 1;
             return;
         }
-        if pause > 0 && self.phase == 1 {
+        if pause > 0 && self.phase == Phase::Faults {
             let until = self.now + pause;
             let s = &mut self.slots[node];
             s.paused_until = s.paused_until.max(until);
@@ -861,7 +881,7 @@ impl World {
     // ----- faults -----
 
     fn fault(&mut self, f: Fault) {
-        if self.phase != 1 {
+        if self.phase != Phase::Faults {
             return;
         }
         self.trace.record(self.now, Tag::Fault, &[]);
@@ -1033,15 +1053,16 @@ impl World {
         2 * l * (1_000_000 + rho) / (1_000_000 - rho) + S
     }
 
-    fn phase(&mut self, p: Phase) {
-        self.trace.record(self.now, Tag::Phase, &[p as u64]);
+    fn enter(&mut self, p: Phase) {
+        self.trace.record(self.now, Tag::Phase, &[p.trace_word()]);
         if self.trace.logging() {
             self.trace.log(self.now, format!("phase {p:?}"));
         }
         let n = self.swarm.nodes;
+        self.phase = p;
         match p {
+            Phase::Faults => unreachable!("a run starts in the fault phase"),
             Phase::Heal => {
-                self.phase = 2;
                 self.net.heal_partitions();
                 // A healed network still has latency, but no loss, duplication or long tail: the end-phase
                 // checks (liveness, holder query, leaks) need every message of a correct node to arrive.
@@ -1107,7 +1128,6 @@ impl World {
                 self.after_step(0);
             }
             Phase::Stop => {
-                self.phase = 3;
                 for i in 0..n {
                     let locks = std::mem::take(&mut self.slots[i].locks);
                     let local = self.local_now(i);
