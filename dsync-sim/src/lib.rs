@@ -36,8 +36,10 @@
 
 pub mod check;
 pub mod clock;
+pub mod detector;
 pub mod faults;
 pub mod net;
+pub mod queue;
 pub mod rng;
 pub mod schedule;
 pub mod shrink;
