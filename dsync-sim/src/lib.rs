@@ -5,7 +5,7 @@
 //! (which faults exist and how hard: latency tails, loss, duplication, reordering, partitions, clogged
 //! links, crashes with and without a durable fencing floor or with a wiped state directory, whole clusters
 //! starting as `Start::Bootstrap`, process pauses, clock drift — see
-//! [`faults::Swarm`]) and then an explicit [`Schedule`] of faults and client requests. Clients take read,
+//! [`Swarm`]) and then an explicit [`Schedule`] of faults and client requests. Clients take read,
 //! write and multi-resource locks over hot and cold resources and write to a fenced register while they
 //! hold, sometimes with a GC pause between their validity check and the write.
 //!
@@ -36,18 +36,24 @@
 
 pub mod check;
 pub mod clock;
+pub mod detector;
 pub mod faults;
 pub mod net;
+pub mod queue;
 pub mod rng;
+pub mod schedule;
 pub mod shrink;
+pub mod swarm;
 pub mod trace;
 pub mod workload;
 pub mod world;
 
 pub use check::{Kind, Violation};
-pub use faults::{Fault, FaultEvent, RestartKind, Schedule, Swarm, SwarmOptions};
+pub use faults::{Fault, FaultEvent, RestartKind};
+pub use schedule::Schedule;
+pub use swarm::{FaultMix, PartitionShape, Swarm, SwarmOptions};
 pub use workload::{PlannedWrite, Request};
-pub use world::{RequestOutcome, Stats, World, WorldOptions};
+pub use world::{Phase, RequestOutcome, Stats, World, WorldOptions};
 
 pub use dsync_core::PlantedBug;
 
@@ -87,7 +93,7 @@ pub struct RunOptions {
 
 /// The world and schedule that `seed` chooses.
 pub fn generate(seed: u64, opts: &RunOptions) -> (Swarm, Schedule) {
-    Swarm::generate(seed, opts.nodes, SwarmOptions { drift_beyond_bound: opts.drift_beyond_bound })
+    schedule::generate(seed, opts.nodes, SwarmOptions { drift_beyond_bound: opts.drift_beyond_bound })
 }
 
 /// Runs `schedule` in `swarm` to the end and reports.

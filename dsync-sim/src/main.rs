@@ -215,7 +215,8 @@ fn replay(a: Args) -> ExitCode {
     let seed = a.seeds.0;
     let opts = opts_for(&a, seed, !a.quiet);
     let (swarm, schedule) = generate(seed, &opts);
-    println!("seed={seed} nodes={} {swarm:?}", opts.nodes);
+    println!("seed={seed} nodes={}", opts.nodes);
+    println!("{swarm}");
     println!("schedule: {} faults, {} requests", schedule.faults.len(), schedule.requests.len());
     let r = dsync_sim::run_schedule(seed, swarm.clone(), &schedule, &opts);
     for line in &r.log {

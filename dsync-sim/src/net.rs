@@ -1,8 +1,11 @@
 //! The simulated network: per-message latency with a long tail, loss, duplication, optional per-link
 //! FIFO order (off: messages reorder freely), partitions (one- and two-way) and clogged links that hold
-//! messages until released.
+//! messages until released. It owns the messages in flight (its own [`Queue`]) and the messages held on
+//! clogged links; the world only pops what is due and hands it to the receiving node.
 
+use crate::queue::{Due, Queue, Seq};
 use crate::rng::Rng;
+use dsync_core::Message;
 
 /// How the network behaves for one seed.
 #[derive(Clone, Debug, PartialEq)]
@@ -43,8 +46,31 @@ impl Default for NetParams {
     }
 }
 
-/// Link state between `n` nodes, as directed `from → to` flags.
+/// A message on the wire.
 #[derive(Clone, Debug)]
+pub struct Packet {
+    /// Sender.
+    pub from: usize,
+    /// Receiver.
+    pub to: usize,
+    /// True time it left `from` (a grant sent before its locker crashed died with it).
+    pub sent: u64,
+    /// The message.
+    pub msg: Message,
+}
+
+/// What became of a due packet at the receiver's end of its link.
+#[derive(Debug)]
+pub enum Arrival {
+    /// A partition blocks the link: lost.
+    Blocked,
+    /// The link is clogged: held until it is released.
+    Held,
+    /// It arrives.
+    Arrived(Packet),
+}
+
+/// Link state between `n` nodes, as directed `from → to` flags, and the messages in flight.
 pub struct Net {
     n: usize,
     /// The behaviour parameters.
@@ -52,12 +78,95 @@ pub struct Net {
     blocked: Vec<bool>,
     clogged: Vec<bool>,
     last: Vec<u64>,
+    in_flight: Queue<Packet>,
+    held: Vec<Packet>,
 }
 
 impl Net {
     /// A healthy network of `n` nodes.
     pub fn new(n: usize, params: NetParams) -> Self {
-        Net { n, params, blocked: vec![false; n * n], clogged: vec![false; n * n], last: vec![0; n * n] }
+        Net {
+            n,
+            params,
+            blocked: vec![false; n * n],
+            clogged: vec![false; n * n],
+            last: vec![0; n * n],
+            in_flight: Queue::default(),
+            held: Vec::new(),
+        }
+    }
+
+    /// Sends `msg` on `from → to` at true time `now`: it may be lost, or delivered twice. Returns whether
+    /// it was lost. (A duplicate is scheduled before the original, so it takes the earlier stamp.)
+    pub fn send(&mut self, rng: &mut Rng, seq: &mut Seq, now: u64, from: usize, to: usize, msg: Message) -> bool {
+        if rng.chance(self.params.loss) {
+            return false;
+        }
+        if rng.chance(self.params.dup) {
+            let at = self.arrival(rng, from, to, now);
+            self.in_flight.push(seq, at, Packet { from, to, sent: now, msg: msg.clone() });
+        }
+        let at = self.arrival(rng, from, to, now);
+        self.in_flight.push(seq, at, Packet { from, to, sent: now, msg });
+        true
+    }
+
+    /// When the next message in flight is due.
+    pub fn peek(&self) -> Option<Due> {
+        self.in_flight.peek()
+    }
+
+    /// Takes the next message in flight off the wire (`peek` said it is due).
+    pub fn pop(&mut self) -> Option<(u64, Packet)> {
+        self.in_flight.pop()
+    }
+
+    /// Whether the link lets a due packet through now, or drops it (partition) or holds it (clog). The
+    /// world drops packets to a crashed receiver before asking, so those are never held.
+    pub fn admit(&mut self, p: Packet) -> Arrival {
+        if self.is_blocked(p.from, p.to) {
+            Arrival::Blocked
+        } else if self.is_clogged(p.from, p.to) {
+            self.held.push(p);
+            Arrival::Held
+        } else {
+            Arrival::Arrived(p)
+        }
+    }
+
+    /// Puts a packet back on the wire, due at `at` (its receiver was paused; it is handed over then).
+    pub fn requeue(&mut self, seq: &mut Seq, at: u64, p: Packet) {
+        self.in_flight.push(seq, at, p);
+    }
+
+    /// Releases the clog on `from → to`: its held messages go on the wire again, in the order they were
+    /// held, each with a fresh latency from `now`.
+    pub fn unclog(&mut self, rng: &mut Rng, seq: &mut Seq, now: u64, from: usize, to: usize) {
+        self.set_clog(from, to, false);
+        let held = std::mem::take(&mut self.held);
+        let (go, stay): (Vec<_>, Vec<_>) = held.into_iter().partition(|p| p.from == from && p.to == to);
+        self.held = stay;
+        for p in go {
+            let at = self.arrival(rng, p.from, p.to, now);
+            self.in_flight.push(seq, at, p);
+        }
+    }
+
+    /// The end of the fault phase: every partition and clog ends, and the network stops losing,
+    /// duplicating and taking the long tail. It keeps its latency; the end-phase checks (liveness,
+    /// holder query, leaks) need every message of a correct node to arrive.
+    pub fn heal(&mut self, rng: &mut Rng, seq: &mut Seq, now: u64) {
+        self.heal_partitions();
+        self.params.loss = 0.0;
+        self.params.dup = 0.0;
+        self.params.tail_prob = 0.0;
+        for a in 0..self.n {
+            for b in 0..self.n {
+                if a != b && self.is_clogged(a, b) {
+                    self.unclog(rng, seq, now, a, b);
+                }
+            }
+        }
     }
 
     /// A latency draw.
@@ -96,7 +205,8 @@ impl Net {
         self.clogged[from * self.n + to]
     }
 
-    /// Blocks messages leaving `side` (and entering it unless `one_way`); returns the pairs changed.
+    /// Blocks messages leaving `side` (and entering it unless `one_way`). Bits beyond the cluster are
+    /// ignored.
     pub fn partition(&mut self, side: u64, one_way: bool) {
         for a in 0..self.n {
             for b in 0..self.n {
@@ -113,7 +223,8 @@ impl Net {
         self.blocked.iter_mut().for_each(|b| *b = false);
     }
 
-    /// Holds messages on `from → to` until [`Net::set_clog`] with `false`.
+    /// Holds messages on `from → to` (`on`), or lets new ones through (`off`; [`Net::unclog`] also
+    /// releases the held ones).
     pub fn set_clog(&mut self, from: usize, to: usize, on: bool) {
         self.clogged[from * self.n + to] = on;
     }

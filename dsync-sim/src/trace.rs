@@ -2,6 +2,41 @@
 //! optionally the human-readable event log. The hash is what `--check-determinism` compares; formatting
 //! lines is skipped unless a log is wanted, because it would dominate the run time.
 
+/// What a hashed trace record is about. The discriminant is the record's tag in the hash, so the order
+/// of the variants is part of the trace format: add new ones at the end, or every seed's hash changes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u64)]
+pub enum Tag {
+    /// A message handed to its receiver.
+    Deliver = 1,
+    /// A node's timer fired.
+    Timer,
+    /// A lock was acquired.
+    Acquired,
+    /// A lock attempt failed.
+    Failed,
+    /// A held lock was lost.
+    Lost,
+    /// A client request was issued.
+    Request,
+    /// A client unlocked.
+    Unlock,
+    /// A fenced write landed at the register.
+    Write,
+    /// A node's floor write became durable.
+    FloorPersisted,
+    /// A fault was applied.
+    Fault,
+    /// A node restarted.
+    Restart,
+    /// The failure detector told a node a peer went up or down.
+    PeerNotice,
+    /// An end phase began.
+    Phase,
+    /// A node reported `Serving` or `Quarantined`.
+    Serving,
+}
+
 /// Event log and running hash.
 #[derive(Clone, Debug)]
 pub struct Trace {
@@ -26,6 +61,13 @@ impl Trace {
                 self.hash = (self.hash ^ b as u64).wrapping_mul(FNV_PRIME);
             }
         }
+    }
+
+    /// Folds one record into the hash: true time `at`, `tag`, then `words`.
+    #[inline]
+    pub fn record(&mut self, at: u64, tag: Tag, words: &[u64]) {
+        self.mix(&[at, tag as u64]);
+        self.mix(words);
     }
 
     /// Folds bytes into the hash.

@@ -1,8 +1,8 @@
 //! Client requests: write, read and multi-resource locks with random hold times over a few hot resources
 //! and many cold ones, and the fenced writes holders make while holding.
 
-use crate::faults::Swarm;
 use crate::rng::Rng;
+use crate::swarm::Swarm;
 use dsync_core::Mode;
 use std::fmt;
 

@@ -1,0 +1,100 @@
+//! The schedule: the explicit list of faults and client requests a seed plays in its [`Swarm`]. It is
+//! plain data, so a failing run can be shrunk by dropping entries. Besides the random faults and the
+//! workload it holds scripted adversarial episodes (ambushes and wipe waves), which need both faults and
+//! requests and so live here, above both.
+
+use crate::faults::{self, Fault, FaultEvent, RestartKind};
+use crate::rng::Rng;
+use crate::swarm::{Swarm, SwarmOptions};
+use crate::workload::{self, PlannedWrite, Request};
+
+const MS: u64 = 1_000_000;
+const S: u64 = 1_000_000_000;
+
+/// The explicit list of everything the seed scheduled; shrinking drops entries from it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Schedule {
+    /// Faults, by time.
+    pub faults: Vec<FaultEvent>,
+    /// Client requests, by time.
+    pub requests: Vec<Request>,
+}
+
+/// Draws the world for `seed` and then its schedule. Each part has its own random stream, so changing one
+/// part's draws does not shift the others'.
+pub fn generate(seed: u64, nodes: usize, opts: SwarmOptions) -> (Swarm, Schedule) {
+    let (swarm, mut s) = Swarm::draw(seed, nodes, opts);
+    let mut schedule = Schedule { faults: faults::draw(&mut s, &swarm), requests: workload::draw(&mut s, &swarm) };
+    draw_ambushes(&swarm, &mut Rng::new(seed, 5), &mut schedule);
+    (swarm, schedule)
+}
+
+/// Ambushes: the victim takes a long write lock on a hot resource, is then cut off for longer than a
+/// lockers' grants do; any margin that is missing (drift, validity counted from the replies) shows up
+/// as an overlap here. Random faults alone line these up only rarely.
+fn draw_ambushes(sw: &Swarm, r: &mut Rng, sch: &mut Schedule) {
+    let n = sw.nodes;
+    if n < 2 || !r.chance(sw.faults.ambush_prob) {
+        return;
+    }
+    let lease = sw.lease.as_nanos() as u64;
+    for _ in 0..r.range(1, 3) {
+        let at = r.range(S / 2, sw.heal_at.saturating_sub(S).max(S / 2 + 1));
+        let res = format!("h{}", r.below(2));
+        let mut req = Request::write(sw.victim, at, &res, 4 * lease);
+        req.writes = (1..=3).map(|k| PlannedWrite { after: k * lease, pause: 0 }).collect();
+        sch.requests.push(req);
+        let cut = at + r.range(50 * MS, 400 * MS);
+        sch.faults.push(FaultEvent { at: cut, fault: Fault::Partition { side: 1 << sw.victim, one_way: false } });
+        sch.faults.push(FaultEvent { at: cut + r.range(lease * 3 / 2, 3 * lease), fault: Fault::Heal });
+        for _ in 0..r.range(1, 2) {
+            let mut other = r.below(n as u64 - 1) as usize;
+            if other >= sw.victim {
+                other += 1;
+            }
+            let mut c = Request::write(other, cut + r.range(10 * MS, 500 * MS), &res, r.range(50 * MS, 500 * MS));
+            c.deadline = Some(3 * lease);
+            c.writes = vec![PlannedWrite { after: 0, pause: 0 }];
+            sch.requests.push(c);
+        }
+    }
+    if r.chance(sw.faults.wipe_wave_prob) {
+        draw_wipe_wave(sw, r, sch);
+    }
+    sch.faults.sort_by_key(|f| f.at);
+    sch.requests.sort_by_key(|q| q.at);
+}
+
+/// A wipe wave: while the victim holds a write lock, every other node crashes and comes back with a
+/// wiped state directory (`Start::Bootstrap`) within milliseconds of the others, and one of them asks for
+/// the victim's resource. The victim's lock relies on the old incarnations' grants, so they must find
+/// history (the victim) before granting: its answer must not be ignored, a quorum of fresh peers must not
+/// suffice while the victim is cut off, and an old first-boot record must not vouch for a new start.
+fn draw_wipe_wave(sw: &Swarm, r: &mut Rng, sch: &mut Schedule) {
+    let n = sw.nodes;
+    let lease = sw.lease.as_nanos() as u64;
+    let at = r.range(S / 2, sw.heal_at.saturating_sub(3 * lease).max(S / 2 + 1));
+    let res = format!("h{}", r.below(2));
+    let mut req = Request::write(sw.victim, at, &res, 4 * lease);
+    req.writes = (1..=3).map(|k| PlannedWrite { after: k * lease / 2, pause: 0 }).collect();
+    sch.requests.push(req);
+    let wave = at + r.range(100 * MS, 500 * MS);
+    if r.chance(sw.faults.wipe_wave_cut_prob) {
+        // Cut off, the victim cannot answer: only waiting for every peer keeps the others out.
+        sch.faults.push(FaultEvent { at: wave - MS, fault: Fault::Partition { side: 1 << sw.victim, one_way: false } });
+        sch.faults.push(FaultEvent { at: wave + r.range(lease * 3 / 2, 3 * lease), fault: Fault::Heal });
+    }
+    for node in (0..n).filter(|&i| i != sw.victim) {
+        sch.faults.push(FaultEvent { at: wave, fault: Fault::Crash { node } });
+        let back = wave + r.range(MS, 30 * MS);
+        sch.faults.push(FaultEvent { at: back, fault: Fault::Restart { node, kind: RestartKind::Wiped } });
+    }
+    let mut other = r.below(n as u64 - 1) as usize;
+    if other >= sw.victim {
+        other += 1;
+    }
+    let mut c = Request::write(other, wave + r.range(40 * MS, 400 * MS), &res, r.range(50 * MS, 500 * MS));
+    c.deadline = Some(3 * lease);
+    c.writes = vec![PlannedWrite { after: 0, pause: 0 }];
+    sch.requests.push(c);
+}

@@ -1,0 +1,257 @@
+//! The clients: each node's application asks for locks (workload requests and the end phases' probes),
+//! holds them for a while and unlocks, and while holding a write lock makes fenced writes — a validity
+//! check, sometimes a GC pause, then the write landing at the resource's register. The world records each
+//! hold's true-time belief intervals here, for the checkers.
+
+use super::{Ev, World};
+use crate::check::HoldRecord;
+use crate::check::Kind;
+use crate::trace::Tag;
+use crate::workload::PlannedWrite;
+use dsync_core::{Duration, Instant, LockId, Mode};
+
+/// How a workload request ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RequestOutcome {
+    /// Not resolved yet (or cancelled at the end).
+    Pending,
+    /// Acquired with this token.
+    Acquired(u64),
+    /// Failed (deadline passed).
+    Failed,
+    /// Refused on the spot by the core.
+    Rejected,
+    /// The node was down when the request was due.
+    Skipped,
+}
+
+/// Who asked: a workload request (by index) or a liveness probe (by index).
+#[derive(Clone, Copy, Debug)]
+pub(super) enum ClientKind {
+    Workload(usize),
+    Probe(usize),
+}
+
+/// A lock a node's application asked for, until it is released, lost or failed.
+#[derive(Debug)]
+pub(super) struct Client {
+    kind: ClientKind,
+    mode: Mode,
+    res: Vec<u32>,
+    hold: u64,
+    writes: Vec<PlannedWrite>,
+    /// Its hold record, once acquired.
+    pub(super) held: Option<usize>,
+}
+
+impl World {
+    /// Workload request `i` is due: issue it unless its node is down (skipped) or the clients stopped.
+    pub(super) fn request(&mut self, i: usize) {
+        let node = self.requests[i].node;
+        if self.phase >= super::Phase::Stop {
+            return;
+        }
+        if self.slots[node].node.is_none() {
+            self.outcomes[i] = RequestOutcome::Skipped;
+            return;
+        }
+        if self.defer_if_paused(node, Ev::Request(i)).is_none() {
+            return;
+        }
+        let r = self.requests[i].clone();
+        let res: Vec<u32> = r.resources.iter().map(|n| self.intern(n)).collect();
+        self.trace.record(self.now, Tag::Request, &[node as u64, i as u64]);
+        if self.trace.logging() {
+            self.trace.log(self.now, format!("node{node} requests {:?} {:?}", r.mode, r.resources));
+        }
+        let kind = ClientKind::Workload(i);
+        self.issue(node, kind, r.mode, res, r.resources, r.hold, r.deadline, r.writes);
+    }
+
+    /// Asks `node` for a lock; returns whether the core took the request.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn issue(
+        &mut self,
+        node: usize,
+        kind: ClientKind,
+        mode: Mode,
+        res: Vec<u32>,
+        names: Vec<String>,
+        hold: u64,
+        deadline: Option<u64>,
+        writes: Vec<PlannedWrite>,
+    ) -> bool {
+        let local = self.local_now(node);
+        let deadline = deadline.map(|d| local + Duration::from_nanos(d));
+        let n = self.slots[node].node.as_mut().expect("live");
+        let result = n.lock(local, mode, names, deadline);
+        let ok = match result {
+            Ok(id) => {
+                self.slots[node].locks.insert(id, Client { kind, mode, res, hold, writes, held: None });
+                true
+            }
+            Err(_) => {
+                if let ClientKind::Workload(r) = kind {
+                    self.outcomes[r] = RequestOutcome::Rejected;
+                }
+                false
+            }
+        };
+        self.after_step(node);
+        ok
+    }
+
+    /// The lock is acquired: a hold record starts its first belief interval, the unlock and the fenced
+    /// writes are scheduled.
+    pub(super) fn acquired(&mut self, i: usize, lock: LockId, token: u64, valid_until: Instant) {
+        let now = self.now;
+        self.stats.acquired += 1;
+        self.trace.record(now, Tag::Acquired, &[i as u64, lock.0, token]);
+        if self.trace.logging() {
+            self.trace.log(now, format!("node{i} acquired {lock:?} token={token}"));
+        }
+        let inc = self.slots[i].inc;
+        let end = self.slots[i].clock.to_true(valid_until.as_nanos());
+        let local = self.local_now(i).as_nanos();
+        let h = self.holds.len();
+        let Some(c) = self.slots[i].locks.get_mut(&lock) else { return };
+        c.held = Some(h);
+        self.holds.push(HoldRecord {
+            node: i,
+            inc,
+            lock: lock.0,
+            mode: c.mode,
+            res: c.res.clone(),
+            token,
+            intervals: vec![(now, end.max(now))],
+            open: true,
+        });
+        let (hold, writes, kind) = (c.hold, c.writes.clone(), c.kind);
+        match kind {
+            ClientKind::Workload(r) => self.outcomes[r] = RequestOutcome::Acquired(token),
+            ClientKind::Probe(p) => self.probes[p].resolved = Some((local, true)),
+        }
+        self.push(now + hold, Ev::Unlock { node: i, inc, lock });
+        for w in writes {
+            self.push(now + w.after, Ev::WriteCheck { hold: h, pause: w.pause });
+        }
+    }
+
+    pub(super) fn failed(&mut self, i: usize, lock: LockId) {
+        self.stats.failed += 1;
+        self.trace.record(self.now, Tag::Failed, &[i as u64, lock.0]);
+        if self.trace.logging() {
+            self.trace.log(self.now, format!("node{i} failed {lock:?}"));
+        }
+        let local = self.local_now(i).as_nanos();
+        if let Some(c) = self.slots[i].locks.remove(&lock) {
+            match c.kind {
+                ClientKind::Workload(r) => self.outcomes[r] = RequestOutcome::Failed,
+                ClientKind::Probe(p) => self.probes[p].resolved = Some((local, false)),
+            }
+        }
+    }
+
+    pub(super) fn lost(&mut self, i: usize, lock: LockId) {
+        self.stats.lost += 1;
+        self.trace.record(self.now, Tag::Lost, &[i as u64, lock.0]);
+        if self.trace.logging() {
+            self.trace.log(self.now, format!("node{i} lost {lock:?}"));
+        }
+        if let Some(c) = self.slots[i].locks.remove(&lock) {
+            if let Some(h) = c.held {
+                self.close(h);
+            }
+        }
+    }
+
+    /// Ends hold `h`'s belief now (unlock, loss, crash).
+    pub(super) fn close(&mut self, h: usize) {
+        let now = self.now;
+        let rec = &mut self.holds[h];
+        rec.open = false;
+        if let Some(last) = rec.intervals.last_mut() {
+            last.1 = last.1.min(now).max(last.0);
+        }
+    }
+
+    /// The client's hold is over (if its incarnation still holds the lock).
+    pub(super) fn client_unlock(&mut self, node: usize, inc: u32, lock: LockId) {
+        if self.slots[node].inc != inc || self.slots[node].node.is_none() || self.phase >= super::Phase::Stop {
+            return;
+        }
+        if self.slots[node].locks.get(&lock).is_none_or(|c| c.held.is_none()) {
+            return;
+        }
+        if self.defer_if_paused(node, Ev::Unlock { node, inc, lock }).is_none() {
+            return;
+        }
+        let c = self.slots[node].locks.remove(&lock).expect("checked");
+        self.close(c.held.expect("checked"));
+        self.trace.record(self.now, Tag::Unlock, &[node as u64, lock.0]);
+        let local = self.local_now(node);
+        self.slots[node].node.as_mut().expect("live").unlock(local, lock);
+        self.after_step(node);
+    }
+
+    /// The holder checks validity, may be paused (GC) right after the check, then writes. The pause is
+    /// the case fencing exists for: the check passed, then the world moved on.
+    pub(super) fn write_check(&mut self, h: usize, pause: u64) {
+        let (node, inc, lock, open) = {
+            let r = &self.holds[h];
+            (r.node, r.inc, LockId(r.lock), r.open)
+        };
+        if !open || self.slots[node].inc != inc || self.slots[node].node.is_none() || self.phase >= super::Phase::Stop {
+            return;
+        }
+        if self.defer_if_paused(node, Ev::WriteCheck { hold: h, pause }).is_none() {
+            return;
+        }
+        let local = self.local_now(node);
+        let valid = self.slots[node].node.as_ref().expect("live").is_valid(lock, local);
+        if valid != self.holds[h].valid_at(self.now) {
+            // The sim's belief intervals must mirror the core's own answer exactly.
+            panic!("sim bug: is_valid={valid} but belief interval says otherwise for {}", self.holds[h].label());
+        }
+        if !valid {
+            self.stats.writes_skipped += 1;
+            return;
+        }
+        // Pauses are faults: none once the network has healed.
+        if pause > 0 && self.phase == super::Phase::Faults {
+            let until = self.now + pause;
+            let s = &mut self.slots[node];
+            s.paused_until = s.paused_until.max(until);
+            self.push(until, Ev::WriteLand { hold: h });
+        } else {
+            self.write_land(h);
+        }
+    }
+
+    /// The write reaches the resource's fenced register, which rejects tokens below the highest accepted.
+    /// A rejected write whose holder's lock is still valid is a violation.
+    pub(super) fn write_land(&mut self, h: usize) {
+        let token = self.holds[h].token;
+        let valid = self.holds[h].valid_at(self.now);
+        let res = self.holds[h].res.clone();
+        self.trace.record(self.now, Tag::Write, &[h as u64, token]);
+        for r in res {
+            let reg = &mut self.registers[r as usize];
+            let (prev, by) = (reg.max, reg.by);
+            if reg.write(token, h) {
+                self.stats.writes_accepted += 1;
+            } else {
+                self.stats.writes_rejected += 1;
+                if valid {
+                    let other = by.map(|b| self.holds[b].label()).unwrap_or_default();
+                    let detail = format!(
+                        "register {}: write of {} (valid now) rejected; {other} already wrote token {prev}",
+                        self.names[r as usize],
+                        self.holds[h].label()
+                    );
+                    self.violation(Kind::FencedWriteRejected, detail);
+                }
+            }
+        }
+    }
+}
