@@ -2,7 +2,7 @@
 //! frames on one long-lived unidirectional stream per direction, bounded queues, automatic reconnection.
 //!
 //! Everything but the connections — queues, reconnection, newest-connection hand-over, framing, stats and
-//! the shutdown drain — is `dsync_tokio::engine`'s; [`QuicLink`] is what QUIC adds: quinn connections,
+//! the shutdown drain — is `dsync_tokio::engine`'s; `QuicLink` is what QUIC adds: quinn connections,
 //! certificate identity (mutual TLS) and the mapping of frames onto streams.
 
 use crate::config::{endpoint_config, transport_config, QuicConfig, StreamMode};
@@ -35,7 +35,7 @@ pub fn preamble() -> [u8; 8] {
     p
 }
 
-/// A [`Transport`] over QUIC with mutual TLS: the connection engine running a [`QuicLink`].
+/// A [`Transport`] over QUIC with mutual TLS: the connection engine (`dsync_tokio::engine`) running a QUIC link.
 pub struct QuicTransport(Engine<QuicLink>);
 
 impl QuicTransport {

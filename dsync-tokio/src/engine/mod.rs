@@ -34,7 +34,7 @@ pub use accept::Admit;
 pub use codec::{decode_frames, encode_frame, FrameError};
 pub use conn::queue_frames;
 pub use peer::{ByteSource, Deliver};
-pub use report::Reporter;
+pub use report::{Reporter, REPORT_EVERY};
 
 use crate::inbound::Inbound;
 use crate::transport::{Transport, TransportEvent};
@@ -412,3 +412,6 @@ impl<L: Link> Drop for Engine<L> {
         self.link.stop();
     }
 }
+
+#[cfg(test)]
+mod memory;

@@ -163,7 +163,7 @@ impl TcpConfig {
 /// Counters of the TCP transport (the engine's [`Stats`]).
 pub type TcpStats = Stats;
 
-/// A [`Transport`] over TCP: the connection engine running a [`TcpLink`].
+/// A [`Transport`](crate::Transport) over TCP: the connection engine running a [`TcpLink`].
 pub type TcpTransport = Engine<TcpLink>;
 
 impl Engine<TcpLink> {
