@@ -25,6 +25,8 @@
 //! typed [`PemError`] for unreadable or malformed PEM.
 //!
 //! # Behaviour (as the TCP transport)
+//! Both run on `dsync_tokio::engine`, which owns queues, reconnection, hand-over, framing, stats and the
+//! shutdown drain (queued frames are written out and acknowledged for up to 1 s); this crate adds the link.
 //! - Reconnection with doubling, jittered backoff (20 ms – 1 s by default); `PeerUp`/`PeerDown` events;
 //!   the newest connection from a peer replaces the older one, so a restarted node rejoins at once.
 //! - A peer that vanishes without closing is detected by the idle timeout (5 s, keep-alives at a third of

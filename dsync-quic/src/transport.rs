@@ -1,45 +1,24 @@
 //! The QUIC transport: one mutually authenticated connection per pair of nodes, length-prefixed postcard
 //! frames on one long-lived unidirectional stream per direction, bounded queues, automatic reconnection.
 //!
-//! As over TCP, node `i` dials every node `j > i` and accepts from every `j < i`, so each pair has exactly
-//! one connection, and a newer connection from a peer replaces the older one (a restarted peer rejoins).
+//! Everything but the connections — queues, reconnection, newest-connection hand-over, framing, stats and
+//! the shutdown drain — is `dsync_tokio::engine`'s; `QuicLink` is what QUIC adds: quinn connections,
+//! certificate identity (mutual TLS) and the mapping of frames onto streams.
 
 use crate::config::{endpoint_config, transport_config, QuicConfig, StreamMode};
 use crate::identity::{named_index, server_name};
 use crate::{tls, QuicError};
-use dsync_tokio::conn::{queue_frames, Backoff, Newest};
-use dsync_tokio::tcp::{decode_frames, encode_frame};
-use dsync_tokio::{Inbound, Transport, TransportEvent};
+use dsync_tokio::engine::{self, Admit, ByteSource, Deliver, End, Engine, Link, Redial, Settings};
+use dsync_tokio::{Transport, TransportEvent};
 use quinn::{Connection, Endpoint, RecvStream, SendStream};
 use std::net::{SocketAddr, UdpSocket};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::{mpsc, watch, Notify, Semaphore};
-use tokio::task::{JoinHandle, JoinSet};
-use tracing::{debug, info, warn};
+use tokio::task::JoinSet;
+use tracing::{debug, warn};
 
-/// Counters of the transport, shared with its tasks.
-#[derive(Debug, Default)]
-pub struct QuicStats {
-    /// Messages dropped because a peer was down or its queue full.
-    pub dropped: AtomicU64,
-    /// Connections refused (certificate, index or TLS failure) or cut for a bad frame.
-    pub rejected: AtomicU64,
-    /// Stream writes (each carries every frame queued since the previous one).
-    pub writes: AtomicU64,
-    /// Frames queued.
-    pub frames: AtomicU64,
-}
-
-/// Outgoing state of one peer, shared between the driver (which appends) and the connection's writer.
-struct PeerQueue {
-    out: Mutex<Vec<u8>>,
-    ready: Notify,
-    up: AtomicBool,
-    /// The newest authenticated inbound connection from this peer (accepting side only).
-    newest: Newest<Connection>,
-}
+/// Counters of the QUIC transport (the engine's [`engine::Stats`]).
+pub type QuicStats = engine::Stats;
 
 /// Application close codes, visible to the peer.
 const CLOSE_SHUTDOWN: u32 = 0;
@@ -56,30 +35,8 @@ pub fn preamble() -> [u8; 8] {
     p
 }
 
-/// How long a shutdown waits for queued messages to be delivered.
-const SHUTDOWN_DRAIN: Duration = Duration::from_secs(1);
-
-/// Most handshakes in progress at once: a flood of connection attempts costs bounded memory.
-const MAX_HANDSHAKES: usize = 64;
-
-/// Batches of decoded messages one peer may have waiting for the driver (see `dsync_tokio::Inbound`).
-const INBOUND_BATCHES: usize = 8;
-
-/// A [`Transport`] over QUIC with mutual TLS.
-pub struct QuicTransport {
-    cfg: QuicConfig,
-    local: SocketAddr,
-    endpoint: Endpoint,
-    queues: Vec<Arc<PeerQueue>>,
-    pending: Vec<Vec<u8>>,
-    stats: Arc<QuicStats>,
-    /// What each peer's connection delivers, one channel per peer, taken in turn (fair under a flood).
-    inbound: Inbound,
-    stop: watch::Sender<bool>,
-    /// Set at shutdown: links write out what is queued, finish their streams and end.
-    drain: watch::Sender<bool>,
-    tasks: Vec<JoinHandle<()>>,
-}
+/// A [`Transport`] over QUIC with mutual TLS: the connection engine (`dsync_tokio::engine`) running a QUIC link.
+pub struct QuicTransport(Engine<QuicLink>);
 
 impl QuicTransport {
     /// Binds this node's UDP address (from `cfg.peers[cfg.me]`) and starts connecting. Needs a tokio runtime.
@@ -110,185 +67,202 @@ impl QuicTransport {
             Endpoint::new(endpoint_config(&cfg.identity), Some(server), socket, Arc::new(quinn::TokioRuntime))
                 .map_err(QuicError::Io)?;
         let local = endpoint.local_addr().map_err(QuicError::Io)?;
-        let inbound = Inbound::new(n, INBOUND_BATCHES);
-        let (stop, stop_rx) = watch::channel(false);
-        let (drain, drain_rx) = watch::channel(false);
-        let stats = Arc::new(QuicStats::default());
-        let queues: Vec<Arc<PeerQueue>> = (0..n)
-            .map(|_| {
-                Arc::new(PeerQueue {
-                    out: Mutex::new(Vec::new()),
-                    ready: Notify::new(),
-                    up: AtomicBool::new(false),
-                    newest: Newest::default(),
-                })
-            })
-            .collect();
+        let settings = Settings {
+            me: cfg.me,
+            nodes: n,
+            max_frame: cfg.max_frame,
+            max_queued_bytes: cfg.max_queued_bytes,
+            reconnect_min: cfg.reconnect_min,
+            reconnect_max: cfg.reconnect_max,
+        };
         let span = tracing::info_span!("dsync-quic", node = cfg.me);
-        let mut tasks = Vec::new();
-        let accept = accept_loop(endpoint.clone(), cfg.clone(), queues.clone(), stats.clone(), stop_rx.clone());
-        tasks.push(tokio::spawn(tracing::Instrument::instrument(accept, span.clone())));
-        for peer in (0..n).filter(|&p| p != cfg.me) {
-            let link = Link {
-                peer,
-                cfg: cfg.clone(),
-                endpoint: endpoint.clone(),
-                client: client.clone(),
-                queue: queues[peer].clone(),
-                stats: stats.clone(),
-                events: inbound.sender(peer),
-                stop: stop_rx.clone(),
-                drain: drain_rx.clone(),
-            };
-            tasks.push(tokio::spawn(tracing::Instrument::instrument(link.run(), span.clone())));
-        }
-        Ok(QuicTransport {
-            pending: vec![Vec::new(); n],
-            cfg,
-            local,
-            endpoint,
-            queues,
-            stats,
-            inbound,
-            stop,
-            drain,
-            tasks,
-        })
+        let link = QuicLink { refusals: Mutex::new(vec![None; n]), cfg, endpoint, client, local };
+        Ok(QuicTransport(Engine::start(link, settings, span)))
     }
 
     /// The UDP address this node listens on.
     pub fn local_addr(&self) -> SocketAddr {
-        self.local
+        self.0.link().local
     }
 
     /// The transport's counters.
     pub fn stats(&self) -> Arc<QuicStats> {
-        self.stats.clone()
+        self.0.stats()
     }
 }
 
 impl Transport for QuicTransport {
     fn send(&mut self, to: usize, message: &dsync_core::Message) {
-        if to == self.cfg.me || to >= self.queues.len() || !self.queues[to].up.load(Ordering::Relaxed) {
-            self.stats.dropped.fetch_add(1, Ordering::Relaxed);
-            return;
-        }
-        encode_frame(message, &mut self.pending[to]);
-        self.stats.frames.fetch_add(1, Ordering::Relaxed);
+        self.0.send(to, message)
     }
 
     fn flush(&mut self) {
-        for (to, pending) in self.pending.iter_mut().enumerate() {
-            if pending.is_empty() {
-                continue;
-            }
-            let q = &self.queues[to];
-            let queued = {
-                let mut out = q.out.lock().expect("queue lock poisoned");
-                let before = out.len();
-                // Beyond the bound, whole frames are dropped: the peer is not reading fast enough.
-                let dropped = queue_frames(&mut out, pending, self.cfg.max_queued_bytes);
-                self.stats.dropped.fetch_add(dropped, Ordering::Relaxed);
-                out.len() > before
-            };
-            pending.clear();
-            if queued {
-                q.ready.notify_one();
-            }
-        }
+        self.0.flush()
     }
 
     fn recv(&mut self) -> impl std::future::Future<Output = Option<TransportEvent>> + Send {
-        self.inbound.recv()
+        self.0.recv()
     }
 
     fn try_recv(&mut self) -> Option<TransportEvent> {
-        self.inbound.try_recv()
+        self.0.try_recv()
     }
 
-    async fn shutdown(&mut self) {
-        // What the driver flushed last (a shutdown's releases) is still queued: unlike TCP, nothing has
-        // reached the kernel yet. Let every link write it out and have it acknowledged, briefly.
-        let _ = self.drain.send(true);
-        let mut tasks = std::mem::take(&mut self.tasks);
-        let links = async {
-            for t in tasks.iter_mut().skip(1) {
-                let _ = t.await;
+    fn shutdown(&mut self) -> impl std::future::Future<Output = ()> + Send {
+        // What the driver flushed last (a shutdown's releases) is still queued: the engine lets every
+        // connection write it out and have it acknowledged, briefly; then the endpoint closes.
+        self.0.shutdown()
+    }
+}
+
+/// QUIC connections with mutual TLS, for the connection engine: the certificate names the peer's index, and
+/// frames go on unidirectional streams (see [`StreamMode`]).
+pub struct QuicLink {
+    cfg: QuicConfig,
+    endpoint: Endpoint,
+    client: quinn::ClientConfig,
+    local: SocketAddr,
+    /// The last dial refusal per peer, so a streak of the same refusal is logged (and counted) once.
+    refusals: Mutex<Vec<Option<String>>>,
+}
+
+/// An authenticated connection; the dialer has already opened its stream and read the acceptor's preamble.
+pub struct QuicConn {
+    conn: Connection,
+    first: Option<(SendStream, RecvStream)>,
+}
+
+/// Why a dial failed.
+enum DialError {
+    /// Unreachable, timed out, closed: retried quietly.
+    Transient(String),
+    /// The peer's certificate (or ours, by its verdict) was refused: logged once per streak.
+    Refused(String),
+}
+
+impl Link for QuicLink {
+    type Incoming = quinn::Incoming;
+    type Conn = QuicConn;
+    type Reader = QuicReader;
+    type Writer = QuicWriter;
+
+    async fn accept(&self) -> Option<(quinn::Incoming, SocketAddr)> {
+        let incoming = self.endpoint.accept().await?;
+        let addr = incoming.remote_address();
+        Some((incoming, addr))
+    }
+
+    fn refuse(&self, incoming: quinn::Incoming) {
+        incoming.refuse();
+    }
+
+    async fn authenticate(
+        &self,
+        incoming: quinn::Incoming,
+        addr: SocketAddr,
+        admit: &mut Admit<'_>,
+    ) -> Option<QuicConn> {
+        let conn = match tokio::time::timeout(self.cfg.handshake_timeout, async { incoming.accept()?.await }).await {
+            Ok(Ok(c)) => c,
+            Ok(Err(e)) => {
+                warn!(%addr, reason = %e, "peer refused: TLS handshake failed");
+                return None;
+            }
+            Err(_) => {
+                warn!(%addr, "peer refused: handshake timed out");
+                return None;
             }
         };
-        let _ = tokio::time::timeout(SHUTDOWN_DRAIN, links).await;
-        let _ = self.stop.send(true);
-        for t in tasks {
-            if !t.is_finished() {
-                t.abort();
-                let _ = t.await;
+        // QUIC has no process instance: each connection counts as a new one, so the newest always wins.
+        let why = match dialer_index(&conn, &self.cfg) {
+            Ok(peer) => match admit.claim(peer, conn.stable_id() as u64) {
+                Ok(()) => return Some(QuicConn { conn, first: None }),
+                Err(retry) => format!("another live node holds index {peer}; retry in {retry:?}"),
+            },
+            Err(why) => why,
+        };
+        warn!(%addr, reason = %why, "peer refused: certificate does not identify a node that may dial this one");
+        conn.close(CLOSE_REFUSED.into(), b"certificate refused");
+        None
+    }
+
+    async fn dial(&self, peer: usize) -> Result<(QuicConn, SocketAddr), Redial> {
+        let addr = self.cfg.peers[peer];
+        let refusals = |last: Option<String>| {
+            let mut all = self.refusals.lock().unwrap_or_else(|e| e.into_inner());
+            std::mem::replace(&mut all[peer], last)
+        };
+        match self.connect(peer, addr).await {
+            Ok(conn) => {
+                refusals(None);
+                Ok((conn, addr))
+            }
+            Err(DialError::Transient(why)) => {
+                debug!(peer, reason = %why, "connect failed");
+                Err(Redial::RETRY)
+            }
+            Err(DialError::Refused(why)) => {
+                let new = refusals(Some(why.clone())).as_deref() != Some(&why);
+                if new {
+                    warn!(peer, reason = %why, "peer refused: a certificate check failed (see reason)");
+                }
+                Err(Redial { rejected: new, ..Redial::RETRY })
             }
         }
+    }
+
+    async fn split(&self, c: QuicConn, _dialed: bool) -> Result<(QuicReader, QuicWriter), String> {
+        let (send, recv) = match c.first {
+            Some((s, r)) => (s, Some(r)),
+            None => {
+                // Accepting: tell the dialer it was accepted.
+                let mut s = c.conn.open_uni().await.map_err(|e| e.to_string())?;
+                s.write_all(&preamble()).await.map_err(|e| e.to_string())?;
+                (s, None)
+            }
+        };
+        let mode = self.cfg.streams;
+        let mut single = Some(send);
+        if mode == StreamMode::PerFlush {
+            if let Some(mut s) = single.take() {
+                let _ = s.finish();
+            }
+        }
+        let reader = QuicReader { conn: c.conn.clone(), first: recv };
+        Ok((reader, QuicWriter { conn: c.conn, single, mode }))
+    }
+
+    async fn shutdown(&self) {
         // Tell peers at once (they mark us down and start redialling), and let the close go out.
         self.endpoint.close(CLOSE_SHUTDOWN.into(), b"shutdown");
         let _ = tokio::time::timeout(Duration::from_secs(1), self.endpoint.wait_idle()).await;
     }
-}
 
-impl Drop for QuicTransport {
-    fn drop(&mut self) {
-        let _ = self.stop.send(true);
-        for t in &self.tasks {
-            t.abort();
-        }
+    fn stop(&self) {
         self.endpoint.close(CLOSE_SHUTDOWN.into(), b"shutdown");
     }
 }
 
-/// Accepts connections, checks the certificate's node index, and hands each to its peer's link.
-async fn accept_loop(
-    endpoint: Endpoint,
-    cfg: QuicConfig,
-    queues: Vec<Arc<PeerQueue>>,
-    stats: Arc<QuicStats>,
-    mut stop: watch::Receiver<bool>,
-) {
-    let slots = Arc::new(Semaphore::new(MAX_HANDSHAKES));
-    loop {
-        let incoming = tokio::select! {
-            i = endpoint.accept() => match i { Some(i) => i, None => return },
-            _ = stop.changed() => return,
+impl QuicLink {
+    /// Connects, then waits until the acceptor accepted this node (its preamble arrives).
+    async fn connect(&self, peer: usize, addr: SocketAddr) -> Result<QuicConn, DialError> {
+        let name = server_name(&self.cfg.cluster, peer).map_err(DialError::Refused)?;
+        let connecting = self
+            .endpoint
+            .connect_with(self.client.clone(), addr, &name.to_str())
+            .map_err(|e| DialError::Transient(e.to_string()))?;
+        let attempt = async {
+            let conn = connecting.await.map_err(classify)?;
+            let mut send = conn.open_uni().await.map_err(classify)?;
+            send.write_all(&preamble()).await.map_err(|e| DialError::Transient(e.to_string()))?;
+            let mut recv = conn.accept_uni().await.map_err(classify)?;
+            check_preamble(&mut recv).await.map_err(DialError::Refused)?;
+            Ok(QuicConn { conn, first: Some((send, recv)) })
         };
-        let addr = incoming.remote_address();
-        let Ok(permit) = slots.clone().try_acquire_owned() else {
-            warn!(%addr, "too many handshakes in progress; connection refused");
-            incoming.refuse();
-            continue;
-        };
-        let (cfg, queues, stats) = (cfg.clone(), queues.clone(), stats.clone());
-        let task = async move {
-            let _permit = permit;
-            let conn = match tokio::time::timeout(cfg.handshake_timeout, async { incoming.accept()?.await }).await {
-                Ok(Ok(c)) => c,
-                Ok(Err(e)) => {
-                    stats.rejected.fetch_add(1, Ordering::Relaxed);
-                    warn!(%addr, reason = %e, "peer refused: TLS handshake failed");
-                    return;
-                }
-                Err(_) => {
-                    stats.rejected.fetch_add(1, Ordering::Relaxed);
-                    warn!(%addr, "peer refused: handshake timed out");
-                    return;
-                }
-            };
-            match dialer_index(&conn, &cfg) {
-                Ok(peer) => {
-                    let q = &queues[peer];
-                    q.newest.put(conn);
-                }
-                Err(why) => {
-                    stats.rejected.fetch_add(1, Ordering::Relaxed);
-                    warn!(%addr, reason = %why, "peer refused: certificate does not identify a node that may dial this one");
-                    conn.close(CLOSE_REFUSED.into(), b"certificate refused");
-                }
-            }
-        };
-        tokio::spawn(tracing::Instrument::in_current_span(task));
+        match tokio::time::timeout(self.cfg.handshake_timeout, attempt).await {
+            Ok(r) => r,
+            Err(_) => Err(DialError::Transient("handshake timed out".into())),
+        }
     }
 }
 
@@ -305,163 +279,6 @@ fn dialer_index(conn: &Connection, cfg: &QuicConfig) -> Result<usize, String> {
 fn peer_leaf(conn: &Connection) -> Option<rustls::pki_types::CertificateDer<'static>> {
     let chain = conn.peer_identity()?.downcast::<Vec<rustls::pki_types::CertificateDer<'static>>>().ok()?;
     chain.into_iter().next()
-}
-
-/// One peer's connection manager: (re)connects, runs the connection, reports up/down.
-struct Link {
-    peer: usize,
-    cfg: QuicConfig,
-    endpoint: Endpoint,
-    client: quinn::ClientConfig,
-    queue: Arc<PeerQueue>,
-    stats: Arc<QuicStats>,
-    events: mpsc::Sender<TransportEvent>,
-    stop: watch::Receiver<bool>,
-    drain: watch::Receiver<bool>,
-}
-
-/// Why a connection ended.
-enum End {
-    Closed(String),
-    Violation(String),
-    Replaced,
-    Stopped,
-}
-
-/// Why a dial failed.
-enum DialError {
-    /// Unreachable, timed out, closed: retried quietly.
-    Transient(String),
-    /// The peer's certificate (or ours, by its verdict) was refused: logged once per streak.
-    Refused(String),
-}
-
-impl Link {
-    async fn run(mut self) {
-        let mut backoff = Backoff::new(self.cfg.reconnect_min, self.cfg.reconnect_max);
-        let mut last_refusal: Option<String> = None;
-        loop {
-            let (conn, first) = if self.cfg.me < self.peer {
-                match self.dial().await {
-                    Ok((c, send, recv)) => (c, Some((send, recv))),
-                    Err(e) => {
-                        if *self.stop.borrow() || *self.drain.borrow() {
-                            return;
-                        }
-                        match e {
-                            DialError::Transient(why) => debug!(peer = self.peer, reason = %why, "connect failed"),
-                            DialError::Refused(why) => {
-                                if last_refusal.as_deref() != Some(&why) {
-                                    self.stats.rejected.fetch_add(1, Ordering::Relaxed);
-                                    warn!(peer = self.peer, reason = %why, "peer refused: a certificate check failed (see reason)");
-                                }
-                                last_refusal = Some(why);
-                            }
-                        }
-                        tokio::select! {
-                            _ = tokio::time::sleep(backoff.next_wait()) => {}
-                            _ = self.stop.changed() => return,
-                            _ = self.drain.wait_for(|d| *d) => return,
-                        }
-                        continue;
-                    }
-                }
-            } else {
-                tokio::select! {
-                    _ = self.queue.newest.arrived() => {}
-                    _ = self.stop.changed() => return,
-                    _ = self.drain.wait_for(|d| *d) => return,
-                }
-                match self.queue.newest.take() {
-                    Some(c) => (c, None),
-                    None => continue,
-                }
-            };
-            backoff.reset();
-            last_refusal = None;
-            match self.serve(conn, first).await {
-                End::Stopped => return,
-                End::Closed(why) => info!(peer = self.peer, reason = %why, "peer connection closed"),
-                End::Violation(why) => {
-                    self.stats.rejected.fetch_add(1, Ordering::Relaxed);
-                    warn!(peer = self.peer, reason = %why, "peer disconnected for a protocol violation");
-                }
-                End::Replaced => info!(peer = self.peer, "peer reconnected; old connection replaced"),
-            }
-        }
-    }
-
-    /// Connects, then waits until the acceptor accepted this node (its preamble arrives).
-    async fn dial(&mut self) -> Result<(Connection, SendStream, RecvStream), DialError> {
-        let addr = self.cfg.peers[self.peer];
-        let name = server_name(&self.cfg.cluster, self.peer).map_err(DialError::Refused)?;
-        let connecting = self
-            .endpoint
-            .connect_with(self.client.clone(), addr, &name.to_str())
-            .map_err(|e| DialError::Transient(e.to_string()))?;
-        let attempt = async {
-            let conn = connecting.await.map_err(classify)?;
-            let mut send = conn.open_uni().await.map_err(classify)?;
-            send.write_all(&preamble()).await.map_err(|e| DialError::Transient(e.to_string()))?;
-            let mut recv = conn.accept_uni().await.map_err(classify)?;
-            check_preamble(&mut recv).await.map_err(DialError::Refused)?;
-            Ok((conn, send, recv))
-        };
-        match tokio::time::timeout(self.cfg.handshake_timeout, attempt).await {
-            Ok(r) => r,
-            Err(_) => Err(DialError::Transient("handshake timed out".into())),
-        }
-    }
-
-    /// Runs one connection; `first` is the dialer's already opened stream pair.
-    async fn serve(&mut self, conn: Connection, first: Option<(SendStream, RecvStream)>) -> End {
-        let (send, recv) = match first {
-            Some((s, r)) => (s, Some(r)),
-            None => {
-                // Accepting: tell the dialer it was accepted.
-                let opened = async {
-                    let mut s = conn.open_uni().await.map_err(|e| e.to_string())?;
-                    s.write_all(&preamble()).await.map_err(|e| e.to_string())?;
-                    Ok::<_, String>(s)
-                };
-                match opened.await {
-                    Ok(s) => (s, None),
-                    Err(e) => return End::Closed(e),
-                }
-            }
-        };
-        self.queue.out.lock().expect("queue lock poisoned").clear();
-        self.queue.up.store(true, Ordering::Release);
-        info!(peer = self.peer, "peer connected");
-        if self.events.send(TransportEvent::PeerUp(self.peer)).await.is_err() {
-            conn.close(CLOSE_SHUTDOWN.into(), b"shutdown");
-            return End::Stopped;
-        }
-        let accepting = self.cfg.me > self.peer;
-        let end = tokio::select! {
-            e = read_streams(&conn, recv, self.peer, self.cfg.max_frame, &self.events) => e,
-            e = write_loop(&conn, send, self.cfg.streams, &self.queue, &self.stats, self.drain.clone()) => e,
-            e = conn.closed() => End::Closed(e.to_string()),
-            _ = self.queue.newest.arrived(), if accepting => End::Replaced,
-            _ = self.stop.changed() => End::Stopped,
-        };
-        self.queue.up.store(false, Ordering::Release);
-        self.queue.out.lock().expect("queue lock poisoned").clear();
-        let (code, why): (u32, &[u8]) = match &end {
-            End::Violation(_) => (CLOSE_VIOLATION, b"protocol violation"),
-            End::Replaced => (CLOSE_REPLACED, b"replaced"),
-            _ => (CLOSE_SHUTDOWN, b"closed"),
-        };
-        conn.close(code.into(), why);
-        if !matches!(end, End::Stopped) && self.events.send(TransportEvent::PeerDown(self.peer)).await.is_err() {
-            return End::Stopped;
-        }
-        if matches!(end, End::Replaced) {
-            // The newer connection is waiting in `newest`; wake ourselves to take it.
-            self.queue.newest.rewake();
-        }
-        end
-    }
 }
 
 /// A failed dial is a refusal when TLS (ours or the peer's verdict) rejected a certificate.
@@ -485,28 +302,45 @@ fn classify(e: quinn::ConnectionError) -> DialError {
     }
 }
 
+/// The receiving half: every unidirectional stream the peer opens.
+pub struct QuicReader {
+    conn: Connection,
+    /// The dialer's first stream, its preamble already checked.
+    first: Option<RecvStream>,
+}
+
+impl engine::Reader for QuicReader {
+    async fn run(self, deliver: Deliver) -> End {
+        tokio::select! {
+            e = read_streams(&self.conn, self.first, deliver) => e,
+            e = self.conn.closed() => End::Closed(e.to_string()),
+        }
+    }
+}
+
 /// Reads every unidirectional stream the peer opens, decoding frames. `first` is the peer's first stream
 /// with its preamble already checked (dialing side); otherwise the first stream accepted must start with it.
-async fn read_streams(
-    conn: &Connection,
-    first: Option<RecvStream>,
-    peer: usize,
-    max_frame: usize,
-    events: &mpsc::Sender<TransportEvent>,
-) -> End {
+async fn read_streams(conn: &Connection, first: Option<RecvStream>, deliver: Deliver) -> End {
     let mut streams: JoinSet<End> = JoinSet::new();
     let mut expect_preamble = first.is_none();
     if let Some(recv) = first {
-        let events = events.clone();
-        streams.spawn(async move { read_frames(recv, false, peer, max_frame, &events).await });
+        let deliver = deliver.clone();
+        streams.spawn(async move { deliver.frames(Stream(recv)).await });
     }
     loop {
         tokio::select! {
             s = conn.accept_uni() => match s {
-                Ok(recv) => {
-                    let events = events.clone();
+                Ok(mut recv) => {
+                    let deliver = deliver.clone();
                     let preamble = std::mem::take(&mut expect_preamble);
-                    streams.spawn(async move { read_frames(recv, preamble, peer, max_frame, &events).await });
+                    streams.spawn(async move {
+                        if preamble {
+                            if let Err(e) = check_preamble(&mut recv).await {
+                                return End::Violation(e);
+                            }
+                        }
+                        deliver.frames(Stream(recv)).await
+                    });
                 }
                 Err(e) => return End::Closed(e.to_string()),
             },
@@ -518,44 +352,66 @@ async fn read_streams(
     }
 }
 
-/// Decodes frames from one stream until it finishes. Memory: at most one partial frame plus one chunk.
-async fn read_frames(
-    mut recv: RecvStream,
-    preamble: bool,
-    peer: usize,
-    max_frame: usize,
-    events: &mpsc::Sender<TransportEvent>,
-) -> End {
-    const READ: usize = 64 * 1024;
-    if preamble {
-        if let Err(e) = check_preamble(&mut recv).await {
-            return End::Violation(e);
+/// One receive stream as a byte source. Memory: at most one partial frame plus one chunk.
+struct Stream(RecvStream);
+
+impl ByteSource for Stream {
+    async fn read_into(&mut self, buf: &mut Vec<u8>) -> Result<usize, String> {
+        loop {
+            match self.0.read_chunk(64 * 1024, true).await {
+                Ok(Some(c)) if c.bytes.is_empty() => continue,
+                Ok(Some(c)) => {
+                    buf.extend_from_slice(&c.bytes);
+                    return Ok(c.bytes.len());
+                }
+                Ok(None) => return Ok(0),
+                Err(e) => return Err(e.to_string()),
+            }
         }
     }
-    let mut buf: Vec<u8> = Vec::with_capacity(READ);
-    loop {
-        let chunk = match recv.read_chunk(READ, true).await {
-            Ok(Some(c)) => c,
-            Ok(None) => {
-                return if buf.is_empty() {
-                    End::Closed("stream finished".into())
-                } else {
-                    End::Violation(format!("stream finished inside a frame ({} bytes left)", buf.len()))
+}
+
+/// The sending half. In [`StreamMode::Single`] frames go on this side's first stream (preamble written);
+/// at shutdown it finishes that stream and waits until the peer acknowledged it.
+pub struct QuicWriter {
+    conn: Connection,
+    single: Option<SendStream>,
+    mode: StreamMode,
+}
+
+impl engine::Writer for QuicWriter {
+    async fn write(&mut self, bytes: &[u8]) -> Result<(), String> {
+        match self.mode {
+            StreamMode::Single => {
+                if self.single.is_none() {
+                    self.single = Some(self.conn.open_uni().await.map_err(|e| e.to_string())?);
                 }
+                let s = self.single.as_mut().expect("opened above");
+                s.write_all(bytes).await.map_err(|e| e.to_string())
             }
-            Err(e) => return End::Closed(e.to_string()),
+            StreamMode::PerFlush => {
+                let mut s = self.conn.open_uni().await.map_err(|e| e.to_string())?;
+                s.write_all(bytes).await.map_err(|e| e.to_string())?;
+                s.finish().map_err(|e| e.to_string())
+            }
+        }
+    }
+
+    async fn finish(&mut self) {
+        if let Some(mut s) = self.single.take() {
+            if s.finish().is_ok() {
+                let _ = s.stopped().await;
+            }
+        }
+    }
+
+    fn close(&mut self, why: &End) {
+        let (code, reason): (u32, &[u8]) = match why {
+            End::Violation(_) => (CLOSE_VIOLATION, b"protocol violation"),
+            End::Replaced => (CLOSE_REPLACED, b"replaced"),
+            _ => (CLOSE_SHUTDOWN, b"closed"),
         };
-        buf.extend_from_slice(&chunk.bytes);
-        let mut messages = Vec::new();
-        match decode_frames(&buf, max_frame, &mut messages) {
-            Ok(used) => {
-                buf.drain(..used);
-            }
-            Err(e) => return End::Violation(e.to_string()),
-        }
-        if !messages.is_empty() && events.send(TransportEvent::Messages { from: peer, messages }).await.is_err() {
-            return End::Stopped;
-        }
+        self.conn.close(code.into(), reason);
     }
 }
 
@@ -567,71 +423,4 @@ async fn check_preamble(recv: &mut RecvStream) -> Result<(), String> {
         return Err(format!("bad preamble {got:02x?} (not dsync-quic, or another protocol version)"));
     }
     Ok(())
-}
-
-/// Sends what the driver queued, coalescing everything queued meanwhile into one stream write. `first` is
-/// this side's first stream (preamble written): the data stream in [`StreamMode::Single`]. At shutdown (`drain`) it
-/// writes what is left, finishes its stream and waits until the peer acknowledged it.
-async fn write_loop(
-    conn: &Connection,
-    first: SendStream,
-    mode: StreamMode,
-    queue: &PeerQueue,
-    stats: &QuicStats,
-    mut drain: watch::Receiver<bool>,
-) -> End {
-    let mut single = Some(first);
-    if mode == StreamMode::PerFlush {
-        if let Some(mut s) = single.take() {
-            let _ = s.finish();
-        }
-    }
-    let mut spare = Vec::new();
-    loop {
-        let draining = tokio::select! {
-            _ = queue.ready.notified() => false,
-            _ = drain.wait_for(|d| *d) => true,
-        };
-        loop {
-            {
-                let mut out = queue.out.lock().expect("queue lock poisoned");
-                if out.is_empty() {
-                    break;
-                }
-                std::mem::swap(&mut *out, &mut spare);
-            }
-            let written = match mode {
-                StreamMode::Single => {
-                    if single.is_none() {
-                        match conn.open_uni().await {
-                            Ok(s) => single = Some(s),
-                            Err(e) => return End::Closed(e.to_string()),
-                        }
-                    }
-                    let s = single.as_mut().expect("opened above");
-                    s.write_all(&spare).await.map_err(|e| e.to_string())
-                }
-                StreamMode::PerFlush => match conn.open_uni().await {
-                    Ok(mut s) => match s.write_all(&spare).await {
-                        Ok(()) => s.finish().map_err(|e| e.to_string()),
-                        Err(e) => Err(e.to_string()),
-                    },
-                    Err(e) => Err(e.to_string()),
-                },
-            };
-            if let Err(e) = written {
-                return End::Closed(e);
-            }
-            stats.writes.fetch_add(1, Ordering::Relaxed);
-            spare.clear();
-        }
-        if draining {
-            if let Some(mut s) = single.take() {
-                if s.finish().is_ok() {
-                    let _ = s.stopped().await;
-                }
-            }
-            return End::Stopped;
-        }
-    }
 }

@@ -35,8 +35,8 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-pub mod conn;
 mod driver;
+pub mod engine;
 mod error;
 mod handles;
 mod handoff;

@@ -6,11 +6,11 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use tracing::{debug, error, warn, Level};
 
-/// The transport's log target (these lines are about its connections).
-const TARGET: &str = "dsync_tokio::tcp";
+/// The log target (these lines are about a transport's connections).
+const TARGET: &str = "dsync_tokio::conn";
 
 /// How often one (peer, reason) pair is logged at its full level.
-pub(crate) const REPORT_EVERY: Duration = Duration::from_secs(60);
+pub const REPORT_EVERY: Duration = Duration::from_secs(60);
 
 /// Distinct (peer, reason) keys remembered; beyond it, stale ones are forgotten, and if none is stale new
 /// keys are logged at DEBUG only (a flood of addresses cannot grow memory or the log).
@@ -25,7 +25,7 @@ struct Seen {
 /// Logs each (peer, reason) key at its level at most once per [`REPORT_EVERY`], repeats at DEBUG, and the
 /// number of suppressed repeats with the next full-level line.
 #[derive(Debug, Default)]
-pub(crate) struct Reporter {
+pub struct Reporter {
     seen: Mutex<HashMap<String, Seen>>,
 }
 
@@ -54,7 +54,7 @@ impl Reporter {
     }
 
     /// Logs `msg` at `level` (WARN or ERROR) under `key`, or at DEBUG if that key was logged recently.
-    pub(crate) fn report(&self, level: Level, key: String, msg: &str) {
+    pub fn report(&self, level: Level, key: String, msg: &str) {
         match self.admit(key) {
             None => debug!(target: TARGET, "{msg} (repeat)"),
             Some(0) if level == Level::ERROR => error!(target: TARGET, "{msg}"),

@@ -1,6 +1,5 @@
-//! Building blocks every connection-oriented [`crate::Transport`] needs, shared by the TCP transport and
-//! `dsync-quic`: reconnection backoff, the hand-over of a peer's newest inbound connection, and admission of
-//! frames into a peer's bounded outgoing queue.
+//! The engine's building blocks: reconnection backoff, the hand-over of a peer's newest inbound connection,
+//! and admission of frames into a peer's bounded outgoing queue.
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -91,7 +90,7 @@ impl Backoff {
     }
 }
 
-/// Appends the length-prefixed frames of `batch` (as written by [`crate::tcp::encode_frame`]) to a peer's
+/// Appends the length-prefixed frames of `batch` (as written by [`super::encode_frame`]) to a peer's
 /// outgoing `queue` of at most `max` bytes, and returns how many frames did not fit and were dropped.
 ///
 /// Whole frames only: a frame is kept if it fits, and an empty queue takes one frame whatever its size, so
@@ -120,7 +119,7 @@ pub fn queue_frames(queue: &mut Vec<u8>, batch: &[u8], max: usize) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tcp::encode_frame;
+    use crate::engine::encode_frame;
     use dsync_core::Message;
 
     #[test]
