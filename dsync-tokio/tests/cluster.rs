@@ -1,6 +1,6 @@
 //! Lock semantics on in-process clusters over loopback TCP. Transport-level behaviour (formation,
-//! exchange, majority loss, shutdown, restart, stalled peers) is in the shared suite `transport_suite/`,
-//! run over TCP and QUIC by `transport_tcp.rs` and `transport_quic.rs`.
+//! exchange, majority loss, shutdown, restart, stalled peers) is in the shared suite
+//! dsync-tools/tests/transport_suite/, run over TCP and QUIC by `transport_tcp.rs` and `transport_quic.rs`.
 
 mod common;
 

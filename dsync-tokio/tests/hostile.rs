@@ -152,5 +152,5 @@ async fn a_malformed_frame_disconnects_the_peer() {
     .await;
 }
 
-// A peer that stops reading: the transport suite (tests/transport_suite) checks it over TCP and QUIC, and
-// tests/exhaustion.rs with a raw authenticated peer at the level of a whole node.
+// A peer that stops reading: the transport suite (dsync-tools/tests/transport_suite) checks it over TCP and
+// QUIC, and tests/exhaustion.rs with a raw authenticated peer at the level of a whole node.

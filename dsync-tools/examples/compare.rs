@@ -6,7 +6,7 @@
 //! `docs/compare.md`, and renders `docs/throughput.svg` and `docs/latency-cdf-n<N>.svg`.
 //!
 //! ```text
-//! cargo run --release -p dsync-tokio --features compare --example compare
+//! cargo run --release -p dsync-tools --features compare --example compare
 //!     [-- --nodes 4,8,16 --rounds 2 --seconds 10 --hot-seconds 5 --loops 5 --warmup 1
 //!         --systems redlock,tcp,quic --redlock-retry-ms 200 --ttl-ms 30000 --processes
 //!         --out DIR --redis-server PATH --bench-bin PATH]
@@ -34,6 +34,7 @@ mod redlock;
 #[path = "compare/report.rs"]
 mod report;
 
+use clap::Parser;
 use report::{Cell, Results, System};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -56,79 +57,105 @@ struct Opts {
     bench_bin: Option<PathBuf>,
 }
 
-fn opts() -> Result<Opts, String> {
-    let mut o = Opts {
-        nodes: vec![4, 8, 16],
-        rounds: 2,
-        seconds: 10.0,
-        hot_seconds: 5.0,
-        loops: 5,
-        warmup: 1.0,
-        systems: vec![System::Redlock, System::DsyncTcp, System::DsyncQuic],
-        // rslock's own default; shorter delays made contended Redlock slower and, from n = 8, livelock-prone
-        // (split votes that every client retries at once).
-        retry: Duration::from_millis(200),
-        // dsync's default lease: the same promise of how long a crashed holder blocks others.
-        ttl: Duration::from_secs(30),
-        processes: false,
-        // The workspace's docs/, wherever the command is run from.
-        out: std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .parent()
-            .map_or(PathBuf::from("docs"), |w| w.join("docs")),
-        redis_server: "redis-server".into(),
-        bench_bin: None,
-    };
-    let mut args = std::env::args().skip(1);
-    while let Some(a) = args.next() {
-        let mut v = || args.next().ok_or(format!("{a} needs a value"));
-        let num = |s: String| s.parse::<f64>().ok().filter(|x| x.is_finite() && *x >= 0.0);
-        match a.as_str() {
-            "--nodes" => {
-                o.nodes = v()?
-                    .split(',')
-                    .map(|n| n.parse().ok().filter(|n| (1..=64).contains(n)).ok_or(format!("bad node count {n}")))
-                    .collect::<Result<_, _>>()?
-            }
-            "--rounds" => o.rounds = v()?.parse().ok().filter(|&r| r > 0).ok_or("--rounds takes a count ≥ 1")?,
-            "--seconds" => o.seconds = num(v()?).filter(|&s| s > 0.0).ok_or("--seconds takes a number > 0")?,
-            "--hot-seconds" => o.hot_seconds = num(v()?).ok_or("--hot-seconds takes a number (0: no hot runs)")?,
-            "--loops" => o.loops = v()?.parse().ok().filter(|&l| l > 0).ok_or("--loops takes a count ≥ 1")?,
-            "--warmup" => o.warmup = num(v()?).ok_or("--warmup takes a number")?,
-            "--systems" => {
-                o.systems = v()?
-                    .split(',')
-                    .map(|s| match s {
-                        "redlock" => Ok(System::Redlock),
-                        "tcp" => Ok(System::DsyncTcp),
-                        "quic" => Ok(System::DsyncQuic),
-                        _ => Err(format!("unknown system {s} (redlock, tcp, quic)")),
-                    })
-                    .collect::<Result<_, _>>()?
-            }
-            "--redlock-retry-ms" => {
-                o.retry = num(v()?).map(|ms| Duration::from_secs_f64(ms / 1000.0)).ok_or("--redlock-retry-ms")?
-            }
-            "--ttl-ms" => {
-                o.ttl = v()?.parse().ok().filter(|&t| t > 0).map(Duration::from_millis).ok_or("--ttl-ms > 0")?
-            }
-            "--processes" => o.processes = true,
-            "--out" => o.out = v()?.into(),
-            "--redis-server" => o.redis_server = v()?,
-            "--bench-bin" => o.bench_bin = Some(v()?.into()),
-            other => return Err(format!("unknown flag {other} (see the top of examples/compare.rs)")),
-        }
+/// dsync against Redlock, side by side on this machine: local redis-server processes driven by the rslock
+/// crate and dsync over TCP and QUIC through the `bench` example, under the same workload; writes a markdown
+/// table (compare.md) and SVG plots to --out.
+#[derive(Parser, Debug)]
+#[command(name = "compare", version)]
+struct Cli {
+    /// Cluster sizes to compare (each 1..=64).
+    #[arg(long, value_name = "N,N,..", value_delimiter = ',', default_value = "4,8,16", value_parser = node_count)]
+    nodes: Vec<usize>,
+    /// Rounds per cluster size, alternating the systems every round (≥ 1).
+    #[arg(long, value_name = "R", default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..))]
+    rounds: u64,
+    /// Seconds measured per run (> 0).
+    #[arg(long, value_name = "S", default_value_t = 10.0, value_parser = positive)]
+    seconds: f64,
+    /// Seconds measured per hot run, every loop on one resource (0: no hot runs).
+    #[arg(long, value_name = "S", default_value_t = 5.0, value_parser = non_negative)]
+    hot_seconds: f64,
+    /// Closed loops per node or client (≥ 1).
+    #[arg(long, value_name = "L", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
+    loops: u64,
+    /// Seconds of load before each run's measurement.
+    #[arg(long, value_name = "S", default_value_t = 1.0, value_parser = non_negative)]
+    warmup: f64,
+    /// The systems to run: redlock, tcp (dsync over TCP), quic (dsync over QUIC).
+    #[arg(long, value_name = "S,S,..", value_delimiter = ',', default_value = "redlock,tcp,quic", value_parser = system)]
+    systems: Vec<System>,
+    // rslock's own default; shorter delays made contended Redlock slower and, from n = 8, livelock-prone
+    // (split votes that every client retries at once).
+    /// Redlock: a failed attempt is retried after a random 0..MS milliseconds (rslock's default).
+    #[arg(long, value_name = "MS", default_value_t = 200.0, value_parser = non_negative)]
+    redlock_retry_ms: f64,
+    // dsync's default lease: the same promise of how long a crashed holder blocks others.
+    /// Redlock keys' TTL in milliseconds (> 0; dsync's default lease).
+    #[arg(long, value_name = "MS", default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(1..))]
+    ttl_ms: u64,
+    /// Every dsync node in its own OS process (the bench's --processes).
+    #[arg(long)]
+    processes: bool,
+    /// Where compare.md and the plots go [default: the workspace's docs/].
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    /// The redis-server binary to start.
+    #[arg(long, value_name = "PATH", default_value = "redis-server")]
+    redis_server: String,
+    /// The bench example's binary [default: built with the cargo that runs compare, beside compare's binary].
+    #[arg(long, value_name = "PATH")]
+    bench_bin: Option<PathBuf>,
+}
+
+/// One `--nodes` entry.
+fn node_count(v: &str) -> Result<usize, String> {
+    v.parse().ok().filter(|n| (1..=64).contains(n)).ok_or(format!("bad node count {v} (1..=64)"))
+}
+
+/// One `--systems` entry.
+fn system(v: &str) -> Result<System, String> {
+    match v {
+        "redlock" => Ok(System::Redlock),
+        "tcp" => Ok(System::DsyncTcp),
+        "quic" => Ok(System::DsyncQuic),
+        _ => Err(format!("unknown system {v} (redlock, tcp, quic)")),
     }
-    Ok(o)
+}
+
+/// A finite number ≥ 0.
+fn non_negative(v: &str) -> Result<f64, String> {
+    v.parse::<f64>().ok().filter(|x| x.is_finite() && *x >= 0.0).ok_or(format!("{v:?} is not a number ≥ 0"))
+}
+
+/// A finite number > 0.
+fn positive(v: &str) -> Result<f64, String> {
+    non_negative(v).ok().filter(|&x| x > 0.0).ok_or(format!("{v:?} is not a number > 0"))
+}
+
+fn opts() -> Opts {
+    let cli = Cli::parse();
+    Opts {
+        nodes: cli.nodes,
+        rounds: cli.rounds as usize,
+        seconds: cli.seconds,
+        hot_seconds: cli.hot_seconds,
+        loops: cli.loops as usize,
+        warmup: cli.warmup,
+        systems: cli.systems,
+        retry: Duration::from_secs_f64(cli.redlock_retry_ms / 1000.0),
+        ttl: Duration::from_millis(cli.ttl_ms),
+        processes: cli.processes,
+        // The workspace's docs/, wherever the command is run from.
+        out: cli.out.unwrap_or_else(|| {
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().map_or(PathBuf::from("docs"), |w| w.join("docs"))
+        }),
+        redis_server: cli.redis_server,
+        bench_bin: cli.bench_bin,
+    }
 }
 
 fn main() {
-    let o = match opts() {
-        Ok(o) => o,
-        Err(e) => {
-            eprintln!("compare: {e}");
-            std::process::exit(2);
-        }
-    };
+    let o = opts();
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
     let code = rt.block_on(async {
         // Registered before anything starts, so Ctrl-C always drops `run` (and with it the child processes).
@@ -280,7 +307,7 @@ fn finish(o: &Opts, r: &Results, load_start: &str) -> Result<(), String> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
     let mut md = format!(
-        "<!-- written by compare.rs; rerun: cargo run --release -p dsync-tokio --features compare --example \
+        "<!-- written by compare.rs; rerun: cargo run --release -p dsync-tools --features compare --example \
          compare -- {} -->\n\
          Machine: {cpus} CPUs, 1-minute load average {load_start} at the start and {} at the end.\n\
          Settings: {} round(s), {} s measured per run after {} s warm-up ({}), {} loops per \
@@ -321,4 +348,21 @@ fn finish(o: &Opts, r: &Results, load_start: &str) -> Result<(), String> {
         eprintln!("compare: wrote {}", p.display());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent_and_lists_default_to_everything() {
+        Cli::command().debug_assert();
+        let cli = Cli::try_parse_from(["compare"]).expect("defaults parse");
+        assert_eq!(cli.nodes, [4, 8, 16]);
+        assert_eq!(cli.systems, [System::Redlock, System::DsyncTcp, System::DsyncQuic]);
+        let cli = Cli::try_parse_from(["compare", "--nodes", "3,5", "--systems", "tcp"]).expect("lists parse");
+        assert_eq!((cli.nodes, cli.systems), (vec![3, 5], vec![System::DsyncTcp]));
+        assert!(Cli::try_parse_from(["compare", "--nodes", "65"]).is_err());
+    }
 }

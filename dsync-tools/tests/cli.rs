@@ -22,7 +22,23 @@ fn help_exits_zero_and_explains_the_safe_defaults() {
 }
 
 #[test]
+fn version_exits_zero() {
+    let o = node(&["--version"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).starts_with("dsync-node "), "{}", text(&o));
+}
+
+#[test]
 fn a_bad_command_line_exits_two_with_the_reason() {
+    let o = node(&["--id", "0", "--peers", "127.0.0.1:1", "--secret", "s", "--no-such-flag"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("--no-such-flag"), "{}", text(&o));
+    let o = node(&["--id", "zero", "--peers", "127.0.0.1:1", "--secret", "s"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("--id"), "{}", text(&o));
+    let o = node(&["--id", "0", "--peers", "127.0.0.1:1,localhost", "--secret", "s"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("localhost"), "{}", text(&o));
     let o = node(&["--id", "0", "--peers", "127.0.0.1:1"]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(text(&o).contains("secret"), "{}", text(&o));

@@ -2,7 +2,7 @@
 //! resource (or, with `--hot`, all contending for one), for `--seconds`, all on loopback.
 //!
 //! ```text
-//! cargo run --release -p dsync-tokio --example bench -- --nodes 4 --loops 5 --seconds 10
+//! cargo run --release -p dsync-tools --example bench -- --nodes 4 --loops 5 --seconds 10
 //!     [--hot] [--processes | --threads K | --shared-runtime] [--rate LOCKS_PER_SEC] [--warmup S]
 //!     [--transport tcp|quic]
 //! ```
@@ -22,8 +22,11 @@
 //! hand-off (`hand`) latencies as `<kind> <ns> <count>` lines, each value cut to three significant digits, and
 //! `maxwait <ns>` (read by the `compare` example for its CDF plots).
 
+use clap::error::ErrorKind;
+use clap::{CommandFactory, Parser};
 use dsync_quic::QuicNodeBuilder;
 use dsync_tokio::{Node, NodeBuilder};
+use dsync_tools::Transport;
 use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -51,64 +54,86 @@ struct Opts {
 /// `Opts::quic_certs`, for `start`.
 static QUIC_CERTS: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
 
+/// MinIO dsync's load harness, on dsync: every node's loops lock and unlock their own resource (or, with
+/// --hot, all contend for one) for --seconds, all on loopback.
+///
+/// The last line is `nodes=<n> locks_per_sec=<x> p50_us=<y> p99_us=<z>`.
+#[derive(Parser, Debug)]
+#[command(name = "bench", version)]
+struct Cli {
+    /// Nodes in the cluster (1..=64).
+    #[arg(long, value_name = "N", default_value_t = 4)]
+    nodes: usize,
+    /// Locking loops per node (≥ 1).
+    #[arg(long, value_name = "L", default_value_t = 5)]
+    loops: usize,
+    /// How long to measure, in seconds.
+    #[arg(long, value_name = "S", default_value_t = 10.0)]
+    seconds: f64,
+    /// Seconds of load before measuring starts.
+    #[arg(long, value_name = "S", default_value_t = 1.0)]
+    warmup: f64,
+    /// Offer a steady total load of R locks per second (evenly paced) instead of locking as fast as possible.
+    #[arg(long, value_name = "R")]
+    rate: Option<f64>,
+    /// Write the acquire and hand-off latencies to PATH (`<kind> <ns> <count>` lines; read by `compare`).
+    #[arg(long, value_name = "PATH")]
+    latency_out: Option<std::path::PathBuf>,
+    /// All loops contend for one resource; also reports hand-off latency and the longest wait.
+    #[arg(long)]
+    hot: bool,
+    /// Every node in its own OS process.
+    #[arg(long)]
+    processes: bool,
+    /// All nodes on one multi-threaded runtime.
+    #[arg(long)]
+    shared_runtime: bool,
+    /// OS threads the in-process nodes are spread over, each with a single-threaded runtime [default: one
+    /// per core, at most one per node].
+    #[arg(long, value_name = "K", value_parser = clap::value_parser!(u64).range(1..))]
+    threads: Option<u64>,
+    /// The transport between the nodes (QUIC: mutual TLS with development certificates written to a temporary
+    /// directory).
+    #[arg(long, value_enum, default_value_t = Transport::Tcp)]
+    transport: Transport,
+    /// Internal (--processes): run only node INDEX of --peers, reporting to the parent on stdout.
+    #[arg(long, value_name = "INDEX", requires = "peers")]
+    child: Option<usize>,
+    /// Internal (with --child): every node's address, in index order.
+    #[arg(long, value_name = "A,B,C", value_delimiter = ',')]
+    peers: Vec<SocketAddr>,
+    /// Internal (with --transport quic): the directory of the cluster's PEM files.
+    #[arg(long, value_name = "DIR")]
+    quic_certs: Option<std::path::PathBuf>,
+    /// Ignored (passed by `cargo bench`-style runners).
+    #[arg(long, hide = true)]
+    bench: bool,
+}
+
 fn opts() -> Result<Opts, String> {
-    let mut o = Opts {
-        nodes: 4,
-        loops: 5,
-        seconds: 10.0,
-        warmup: 1.0,
-        hot: false,
-        processes: false,
-        shared_runtime: false,
-        threads: 0,
-        rate: None,
-        latency_out: None,
-        child: None,
-        quic_certs: None,
+    let cli = Cli::parse();
+    if cli.nodes == 0 || cli.nodes > 64 || cli.loops == 0 {
+        Cli::command().error(ErrorKind::ValueValidation, "--nodes must be 1..=64 and --loops positive").exit();
+    }
+    let threads = match cli.threads {
+        Some(t) => t as usize,
+        None => std::thread::available_parallelism().map(|c| c.get()).unwrap_or(2),
     };
-    let mut quic = false;
-    let mut args = std::env::args().skip(1);
-    let mut child_id = None;
-    let mut peers = Vec::new();
-    while let Some(a) = args.next() {
-        let mut v = || args.next().ok_or(format!("{a} needs a value"));
-        match a.as_str() {
-            "--nodes" => o.nodes = v()?.parse().map_err(|_| "--nodes takes a count")?,
-            "--loops" => o.loops = v()?.parse().map_err(|_| "--loops takes a count")?,
-            "--seconds" => o.seconds = v()?.parse().map_err(|_| "--seconds takes a number")?,
-            "--warmup" => o.warmup = v()?.parse().map_err(|_| "--warmup takes a number")?,
-            "--rate" => o.rate = Some(v()?.parse().map_err(|_| "--rate takes locks per second")?),
-            "--latency-out" => o.latency_out = Some(v()?.into()),
-            "--hot" => o.hot = true,
-            "--processes" => o.processes = true,
-            "--shared-runtime" => o.shared_runtime = true,
-            "--threads" => o.threads = v()?.parse().ok().filter(|&t| t > 0).ok_or("--threads takes a count ≥ 1")?,
-            "--child" => child_id = Some(v()?.parse().map_err(|_| "--child takes an index")?),
-            "--peers" => {
-                peers =
-                    v()?.split(',').map(|p| p.parse().map_err(|_| format!("bad peer {p}"))).collect::<Result<_, _>>()?
-            }
-            "--transport" => match v()?.as_str() {
-                "tcp" => quic = false,
-                "quic" => quic = true,
-                t => return Err(format!("--transport {t}: expected tcp or quic")),
-            },
-            "--quic-certs" => o.quic_certs = Some(v()?.into()),
-            "--bench" => {} // passed by `cargo bench`-style runners
-            other => return Err(format!("unknown flag {other}")),
-        }
-    }
-    if o.nodes == 0 || o.nodes > 64 || o.loops == 0 {
-        return Err("--nodes must be 1..=64 and --loops positive".into());
-    }
-    if o.threads == 0 {
-        o.threads = std::thread::available_parallelism().map(|c| c.get()).unwrap_or(2);
-    }
-    o.threads = o.threads.min(o.nodes);
-    if let Some(id) = child_id {
-        o.child = Some((id, peers));
-    }
-    if quic && o.quic_certs.is_none() {
+    let mut o = Opts {
+        nodes: cli.nodes,
+        loops: cli.loops,
+        seconds: cli.seconds,
+        warmup: cli.warmup,
+        hot: cli.hot,
+        processes: cli.processes,
+        shared_runtime: cli.shared_runtime,
+        threads: threads.min(cli.nodes),
+        rate: cli.rate,
+        latency_out: cli.latency_out,
+        child: cli.child.map(|id| (id, cli.peers)),
+        quic_certs: cli.quic_certs,
+    };
+    if cli.transport == Transport::Quic && o.quic_certs.is_none() {
         o.quic_certs = Some(dev_certs(o.nodes)?);
     }
     if let Some(dir) = &o.quic_certs {
@@ -206,7 +231,7 @@ fn main() {
         Ok(o) => o,
         Err(e) => {
             eprintln!("bench: {e}");
-            std::process::exit(2);
+            std::process::exit(1);
         }
     };
     // A node per process (or per thread, below) runs on a single-threaded runtime: its driver, connections
@@ -611,6 +636,11 @@ async fn child(o: Opts, id: usize, peers: Vec<SocketAddr>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
 
     #[test]
     fn a_loop_that_joins_late_still_gets_its_turns() {

@@ -1,7 +1,7 @@
 //! What this machine allows before any dsync code runs: the floor under the `bench` example's figures.
 //!
 //! ```text
-//! cargo run --release -p dsync-tokio --example floor -- [--seconds S] [--nodes N --rate LOCKS_PER_SEC]
+//! cargo run --release -p dsync-tools --example floor -- [--seconds S] [--nodes N --rate LOCKS_PER_SEC]
 //! ```
 //! Measures, with the standard library only:
 //! - `msg_us`: one small message over loopback TCP (a write and the matching read, same thread, no wake-up);
@@ -14,6 +14,7 @@
 //! With `--nodes` and `--rate` it adds the kernel's share of an uncontended lock at that load: a lock is
 //! `3·(n−1)` messages (request, grant, release), each at least `msg_us` of syscalls.
 
+use clap::Parser;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::time::{Duration, Instant};
@@ -21,22 +22,30 @@ use std::time::{Duration, Instant};
 /// Bytes per message: about a `Lock` frame for a short resource name.
 const MSG: usize = 48;
 
+/// What this machine allows before any dsync code runs: loopback message cost, thread wake-up latency and
+/// stalls (time the cores were taken away), the floor under the `bench` example's figures.
+#[derive(Parser, Debug)]
+#[command(name = "floor", version)]
+struct Cli {
+    /// How long every core spins reading the clock to find stalls, in seconds (> 0).
+    #[arg(long, value_name = "S", default_value_t = 5.0, value_parser = positive)]
+    seconds: f64,
+    /// With --rate: the cluster size whose kernel share of a lock to estimate (1..=64).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=64))]
+    nodes: Option<u64>,
+    /// With --nodes: the offered load in locks per second (> 0).
+    #[arg(long, value_name = "R", value_parser = positive)]
+    rate: Option<f64>,
+}
+
+/// A number above zero.
+fn positive(v: &str) -> Result<f64, String> {
+    v.parse::<f64>().ok().filter(|&v| v > 0.0).ok_or_else(|| format!("{v:?} is not a number above 0"))
+}
+
 fn main() {
-    let mut seconds = 5.0f64;
-    let (mut nodes, mut rate) = (None, None);
-    let mut args = std::env::args().skip(1);
-    while let Some(a) = args.next() {
-        let v = args.next().and_then(|v| v.parse::<f64>().ok());
-        match (a.as_str(), v) {
-            ("--seconds", Some(v)) if v > 0.0 => seconds = v,
-            ("--nodes", Some(v)) if (1.0..=64.0).contains(&v) => nodes = Some(v as usize),
-            ("--rate", Some(v)) if v > 0.0 => rate = Some(v),
-            _ => {
-                eprintln!("floor: expected --seconds S, --nodes 1..=64, --rate R (got {a})");
-                std::process::exit(2);
-            }
-        }
-    }
+    let Cli { seconds, nodes, rate } = Cli::parse();
+    let nodes = nodes.map(|n| n as usize);
     let msg = message_cost();
     println!("msg_us={msg:.2} (one {MSG}-byte message over loopback TCP: write + read in one thread)");
     let w = wake_latency();
