@@ -45,7 +45,7 @@
 //!
 //! # Stream design, by measurement
 //! Frames go on **one long-lived unidirectional stream per direction** ([`StreamMode::Single`]); the other
-//! designs were measured or ruled out with short runs of the bench example (`--transport quic`,
+//! designs were measured or ruled out with short runs of dsync-tools' bench example (`--transport quic`,
 //! thread-per-node, 5 loops per node, 4 s, loopback, on a busy 2-core machine, so only the ratios mean
 //! anything; two alternating rounds):
 //!
