@@ -30,6 +30,8 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
+pub use super::name::{cluster_id, escape_name, ClusterName};
+
 /// The handshake's magic; its last byte is the handshake format (2: named clusters, instances, refusals).
 pub const MAGIC: [u8; 6] = *b"DSYNC\x02";
 /// The handshake's own version; bumped with `dsync_core::wire::PROTOCOL_VERSION`.
@@ -77,85 +79,6 @@ pub mod reason {
     pub const SELF_DIAL: u8 = 6;
     /// The other side's MAC did not verify: the secrets differ.
     pub const BAD_SECRET: u8 = 7;
-}
-
-/// A cluster's name, which both sides of a handshake must share (at most [`MAX_NAME`] bytes, no control
-/// characters; [`crate::tcp::TcpTransport`] refuses a configuration with another).
-#[derive(Clone, PartialEq, Eq, Hash)]
-pub struct ClusterName(Arc<str>);
-
-impl ClusterName {
-    /// The name; checked when a transport starts ([`ClusterName::check`]).
-    pub fn new(name: impl Into<String>) -> Self {
-        ClusterName(Arc::from(name.into()))
-    }
-
-    /// The name as given.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
-    /// Whether the name can be carried by the handshake: at most [`MAX_NAME`] bytes, no control characters.
-    pub fn check(&self) -> Result<(), String> {
-        if self.0.len() > MAX_NAME {
-            return Err(format!("cluster name {self} is {} bytes long; at most {MAX_NAME} are allowed", self.0.len()));
-        }
-        if self.0.chars().any(char::is_control) {
-            return Err(format!("cluster name {self} contains control characters"));
-        }
-        Ok(())
-    }
-}
-
-impl From<&str> for ClusterName {
-    fn from(s: &str) -> Self {
-        ClusterName::new(s)
-    }
-}
-
-impl From<String> for ClusterName {
-    fn from(s: String) -> Self {
-        ClusterName::new(s)
-    }
-}
-
-impl From<&String> for ClusterName {
-    fn from(s: &String) -> Self {
-        ClusterName::new(s.as_str())
-    }
-}
-
-impl fmt::Display for ClusterName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&escape_name(self.0.as_bytes()))
-    }
-}
-
-impl fmt::Debug for ClusterName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(self, f)
-    }
-}
-
-/// A name for a log line: quoted, at most [`MAX_NAME`] bytes (then `…`), every byte that is not printable
-/// ASCII escaped, so a peer cannot inject lines, terminal sequences or lookalike text into our logs.
-pub fn escape_name(b: &[u8]) -> String {
-    let mut s = String::with_capacity(b.len() + 2);
-    s.push('"');
-    for &c in b.iter().take(MAX_NAME) {
-        s.extend(std::ascii::escape_default(c).map(char::from));
-    }
-    if b.len() > MAX_NAME {
-        s.push('…');
-    }
-    s.push('"');
-    s
-}
-
-/// The cluster's identity in the handshake, from its name. (Kept under its old name: the handshake now
-/// carries the name itself, so that a mismatch can print both.)
-pub fn cluster_id(name: &str) -> ClusterName {
-    ClusterName::new(name)
 }
 
 /// What the two sides must agree on, and who this side is.
@@ -634,105 +557,5 @@ pub(crate) async fn accept_claimed<S: AsyncRead + AsyncWrite + Unpin>(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn ident(me: usize, secret: &[u8]) -> Identity {
-        Identity::new("test", me, 3, secret)
-    }
-
-    async fn run(d: Identity, a: Identity, peer: usize) -> (Result<(), HandshakeError>, Result<Hello, HandshakeError>) {
-        let (mut x, mut y) = tokio::io::duplex(1024);
-        let dialer = async move { dial(&mut x, &d, peer).await };
-        let acceptor = async move { accept(&mut y, &a).await };
-        tokio::join!(dialer, acceptor)
-    }
-
-    #[tokio::test]
-    async fn peers_with_the_same_secret_authenticate_each_other() {
-        let d = ident(0, b"s3cret");
-        let instance = d.instance;
-        let (d, a) = run(d, ident(2, b"s3cret"), 2).await;
-        assert!(d.is_ok(), "{d:?}");
-        assert_eq!(a.unwrap(), Hello { peer: 0, instance });
-    }
-
-    #[tokio::test]
-    async fn a_wrong_secret_fails_on_both_sides_with_the_reason() {
-        let (d, a) = run(ident(0, b"wrong"), ident(2, b"s3cret"), 2).await;
-        assert!(matches!(d, Err(HandshakeError::BadMac)), "{d:?}");
-        assert!(matches!(a, Err(HandshakeError::SecretRefused)), "{a:?}");
-    }
-
-    #[tokio::test]
-    async fn a_peer_claiming_an_index_that_may_not_dial_is_refused() {
-        // Node 2 may not dial node 1 (only lower indices dial higher ones).
-        let (d, a) = run(ident(2, b"s"), ident(1, b"s"), 1).await;
-        assert!(matches!(a, Err(HandshakeError::Index { claimed: 2, .. })), "{a:?}");
-        assert!(matches!(d, Err(HandshakeError::Refused(_))), "{d:?}");
-    }
-
-    #[tokio::test]
-    async fn a_node_at_another_index_says_so() {
-        let (d, a) = run(ident(0, b"s"), ident(2, b"s"), 1).await;
-        assert!(matches!(d, Err(HandshakeError::WrongNode { dialed: 1, answered: 2 })), "{d:?}");
-        assert!(matches!(a, Err(HandshakeError::Misaddressed { from: 0, to: 1 })), "{a:?}");
-    }
-
-    #[tokio::test]
-    async fn another_cluster_or_version_is_refused_and_both_names_are_known() {
-        let other = Identity::new("other\n\x1b[31m", 0, 3, &b"s"[..]);
-        let (d, a) = run(other, ident(2, b"s"), 2).await;
-        match (&d, &a) {
-            (
-                Err(HandshakeError::Cluster { ours: o1, theirs: t1 }),
-                Err(HandshakeError::Cluster { ours: o2, theirs: t2 }),
-            ) => {
-                assert_eq!((o1.as_str(), t1.as_str()), (r#""other\n\x1b[31m""#, r#""test""#));
-                assert_eq!((o2.as_str(), t2.as_str()), (r#""test""#, r#""other\n\x1b[31m""#));
-            }
-            _ => panic!("{d:?} {a:?}"),
-        }
-        let (mut x, mut y) = tokio::io::duplex(1024);
-        let mut h = hello(&ident(0, b"s"), 2, &[0; NONCE]);
-        h[6] = 99;
-        x.write_all(&h).await.unwrap();
-        assert!(matches!(accept(&mut y, &ident(2, b"s")).await, Err(HandshakeError::Version(99))));
-        // A node of the first handshake format is named as such after 8 bytes (it sends only 50).
-        let (mut x, mut y) = tokio::io::duplex(1024);
-        x.write_all(&[&b"DSYNC\x01"[..], &[0u8; 44]].concat()).await.unwrap();
-        let old = accept(&mut y, &ident(2, b"s")).await;
-        assert!(matches!(&old, Err(HandshakeError::Malformed(m)) if m.contains("older dsync")), "{old:?}");
-    }
-
-    #[tokio::test]
-    async fn a_dial_that_reaches_the_same_instance_is_a_self_dial() {
-        let me = ident(0, b"s");
-        let mut other = me.clone();
-        other.me = 2;
-        let (d, a) = run(me, other, 2).await;
-        assert!(matches!(d, Err(HandshakeError::SelfDial)), "{d:?}");
-        assert!(matches!(a, Err(HandshakeError::SelfDial)), "{a:?}");
-    }
-
-    #[tokio::test]
-    async fn a_duplicate_verdict_reaches_the_dialer() {
-        let (mut x, mut y) = tokio::io::duplex(1024);
-        let (d, a) = (ident(0, b"s"), ident(2, b"s"));
-        let dialer = async move { dial(&mut x, &d, 2).await };
-        let acceptor =
-            async move { accept_with(&mut y, &a, |_| Verdict::Duplicate(Duration::from_millis(1500))).await };
-        let (d, a) = tokio::join!(dialer, acceptor);
-        assert!(matches!(d, Err(HandshakeError::Duplicate { retry }) if retry == Duration::from_millis(1500)), "{d:?}");
-        assert!(matches!(a, Err(HandshakeError::Duplicate { .. })), "{a:?}");
-    }
-
-    #[test]
-    fn names_are_escaped_and_bounded() {
-        assert_eq!(escape_name(b"a\"b\xff"), r#""a\"b\xff""#);
-        assert_eq!(escape_name(&[b'x'; 100]).len(), MAX_NAME + 2 + '…'.len_utf8());
-        assert!(ClusterName::new("x".repeat(65)).check().is_err());
-        assert!(ClusterName::new("a\u{202e}b\n").check().is_err());
-        assert!(ClusterName::new("prod-eu").check().is_ok());
-    }
-}
+#[path = "handshake_tests.rs"]
+mod tests;

@@ -20,6 +20,7 @@
 //! back on the socket instead of growing.
 
 pub mod handshake;
+mod name;
 
 pub use crate::engine::{decode_frames, encode_frame, FrameError};
 pub use handshake::{cluster_id, ClusterName};
