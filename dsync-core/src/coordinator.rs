@@ -8,16 +8,19 @@
 //! clock, where `sent_at` is when the round was *sent*; every locker that answered received the request
 //! later, so its grant outlives the holder's belief (PROTOCOL.md, "Lease timing").
 
-use crate::config::{bugs, Config};
+use crate::config::Config;
 use crate::event::{Event, FailReason, LockId, RequestError};
 use crate::hash::{new_map, Map};
 use crate::locker::Locker;
 use crate::outbox::Io;
-use crate::quorum::{quorum, NodeSet};
+use crate::quorum::quorum;
 use crate::rng::Rng;
 use crate::time::{duration_nanos, Duration, Instant};
 use crate::timers::Timer;
-use crate::wire::{DenyReason, LockMsg, Message, Mode, Outcome};
+use crate::wire::{LockMsg, Outcome};
+use crate::NodeSet;
+use crate::PlantedBug;
+use crate::{DenyReason, Message, Mode};
 use alloc::collections::BTreeMap;
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -152,8 +155,8 @@ impl Coordinator {
         let shrink = |q: usize, bug| if cfg.bug(bug) { q.saturating_sub(1).max(1) } else { q };
         Coordinator {
             n: cfg.nodes,
-            read_q: shrink(quorum(cfg.nodes, Mode::Read), bugs::READ_QUORUM_TOO_SMALL),
-            write_q: shrink(quorum(cfg.nodes, Mode::Write), bugs::WRITE_QUORUM_TOO_SMALL),
+            read_q: shrink(quorum(cfg.nodes, Mode::Read), PlantedBug::ReadQuorumTooSmall),
+            write_q: shrink(quorum(cfg.nodes, Mode::Write), PlantedBug::WriteQuorumTooSmall),
             locks: BTreeMap::new(),
             by_uid: new_map(cfg.seed ^ 1),
             by_ticket: new_map(cfg.seed ^ 2),
@@ -273,7 +276,7 @@ impl Coordinator {
                     Message::Unlock { uid, ticket: Some(lock.ticket), reply: true },
                 );
                 self.by_ticket.remove(&lock.ticket);
-                let answered = NodeSet(io.down.0 & grantors.0);
+                let answered = io.down.intersection(grantors);
                 lock.phase = Phase::Releasing(Releasing {
                     uid,
                     grantors,
@@ -625,7 +628,7 @@ impl Coordinator {
             Mode::Write => self.write_q,
         };
         if r.granted.len() >= q {
-            let base = if cfg.bug(bugs::VALIDITY_FROM_RECEIVE) { now } else { r.sent_at };
+            let base = if cfg.bug(PlantedBug::ValidityFromReceive) { now } else { r.sent_at };
             let valid_until = base + cfg.holder_validity();
             if now >= valid_until || lock.deadline.is_some_and(|d| now >= d) {
                 // Too slow to be of use: the grants may already be expiring.
@@ -663,8 +666,8 @@ impl Coordinator {
         let reason = self.classify(id, now, cfg);
         let Some(lock) = self.locks.get_mut(&id) else { return };
         let Phase::Acquiring(r) = &lock.phase else { return };
-        let unanswered = NodeSet(NodeSet::all(self.n).0 & !r.answered.0);
-        let release = r.granted.union(NodeSet(unanswered.0 & io.reachable().0));
+        let unanswered = NodeSet::all(self.n).difference(r.answered);
+        let release = r.granted.union(unanswered.intersection(io.reachable()));
         let (uid, quick) = (r.uid, r.stale_token && r.contended == 0);
         io.send_to(release, Message::Unlock { uid, ticket: None, reply: false });
         self.by_uid.remove(&uid);
@@ -707,7 +710,7 @@ impl Coordinator {
         let Phase::Acquiring(r) = &lock.phase else { return lock.last_reason };
         let q = self.quorum(lock.mode);
         let timed_out = now >= r.sent_at + cfg.attempt_timeout;
-        let silent = NodeSet(NodeSet::all(self.n).0 & !r.answered.0);
+        let silent = NodeSet::all(self.n).difference(r.answered);
         // Answers alone decided the attempt (quorum out of reach): the nodes that had not answered yet were
         // merely slower than the refusals (the own locker answers at once), not evidence of a lost quorum.
         let decided = r.granted.len() + silent.len() < q;
@@ -716,7 +719,7 @@ impl Coordinator {
         } else if timed_out || lock.once {
             silent.len()
         } else {
-            NodeSet(silent.0 & !lock.heard.0).len()
+            silent.difference(lock.heard).len()
         };
         let contended = if lock.once { FailReason::Contended } else { FailReason::Timeout };
         if self.n - (r.unreachable + unanswered) < q {
@@ -773,11 +776,11 @@ impl Coordinator {
                 self.lose(id, io);
                 return;
             }
-            let base = if cfg.bug(bugs::VALIDITY_FROM_RECEIVE) { now } else { rr.sent_at };
+            let base = if cfg.bug(PlantedBug::ValidityFromReceive) { now } else { rr.sent_at };
             h.valid_until = h.valid_until.max(base + cfg.holder_validity());
             h.next_refresh = rr.sent_at + cfg.refresh_interval;
             // A node believed down may still hold its grant: it stays a grantor, so the release reaches it.
-            h.grantors = NodeSet(h.grantors.0 & !rr.not_held.0).union(rr.ok);
+            h.grantors = h.grantors.difference(rr.not_held).union(rr.ok);
             h.refresh = None;
         } else if rr.missing.len() > self.n - q {
             self.lose(id, io);
@@ -795,7 +798,7 @@ impl Coordinator {
 
     fn check_release(&mut self, id: LockId, io: &mut Io) {
         if let Some(Phase::Releasing(r)) = self.locks.get(&id).map(|l| &l.phase) {
-            if r.grantors.0 & !r.answered.0 == 0 {
+            if r.grantors.is_subset(r.answered) {
                 self.finish_release(id, io);
             }
         }
@@ -809,7 +812,7 @@ impl Coordinator {
 
     /// A grant for an attempt nobody waits for any more: release it at once.
     fn late_grant(&mut self, from: usize, uid: u64, granted: bool, cfg: &Config, io: &mut Io) {
-        if granted && !cfg.bug(bugs::KEEP_LATE_GRANTS) {
+        if granted && !cfg.bug(PlantedBug::KeepLateGrants) {
             io.counters.late_grants_released += 1;
             io.send(from, Message::Unlock { uid, ticket: None, reply: false });
         } else {

@@ -67,6 +67,13 @@
 //! # let _ = other;
 //! assert!(nodes[0].poll_timeout().is_some()); // node 0 will refresh its lease
 //! ```
+//!
+//! # Paths
+//!
+//! Every public type has exactly one path. What an application names to drive a node — [`Node`], its
+//! [`Config`], the [`Event`]s, [`Message`] and the other types in `Node`'s signatures — lives at the crate
+//! root. Two modules hold what only transports and tests need: [`wire`] (the message bodies and the
+//! envelope codec) and [`quorum`] (quorum arithmetic). Nothing is re-exported under a second name.
 #![no_std]
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -80,8 +87,12 @@ mod fencing;
 mod hash;
 mod invariants;
 mod locker;
+mod message;
+mod mode;
 mod node;
+mod nodeset;
 mod outbox;
+mod planted;
 mod query;
 pub mod quorum;
 mod rng;
@@ -89,13 +100,13 @@ mod time;
 mod timers;
 pub mod wire;
 
-#[cfg(feature = "planted-bugs")]
-pub use config::PlantedBug;
 pub use config::{Config, ConfigError, Limits, Start};
 pub use coordinator::LockInfo;
 pub use event::{Counters, Event, FailReason, HolderEntry, LockId, QueryId, RequestError, ServingState};
+pub use message::{DenyReason, ForceTarget, Message, Standing};
+pub use mode::Mode;
 pub use node::Node;
+pub use nodeset::NodeSet;
 pub use outbox::Transmit;
-pub use quorum::NodeSet;
+pub use planted::PlantedBug;
 pub use time::{Duration, Instant};
-pub use wire::{DenyReason, ForceTarget, Message, Mode, Standing};

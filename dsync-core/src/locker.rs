@@ -16,14 +16,16 @@
 
 mod share;
 
-use crate::config::{bugs, Config, Limits, Start};
+use crate::config::{Config, Limits, Start};
 use crate::event::Counters;
 use crate::fencing::Fencing;
 use crate::hash::{new_map, Map};
 use crate::outbox::Io;
 use crate::rng::mix64;
 use crate::time::{Duration, Instant};
-use crate::wire::{DenyReason, ForceTarget, LockMsg, Message, Mode, Outcome, Standing, WireEntry};
+use crate::wire::{LockMsg, Outcome, WireEntry};
+use crate::PlantedBug;
+use crate::{DenyReason, ForceTarget, Message, Mode, Standing};
 use alloc::boxed::Box;
 use alloc::collections::BTreeSet;
 use alloc::string::String;
@@ -172,7 +174,7 @@ enum Boot {
 
 impl Locker {
     pub(crate) fn new(cfg: &Config, now: Instant, start: Start) -> Self {
-        let quarantined = matches!(start, Start::Restart { .. }) && !cfg.bug(bugs::NO_RESTART_QUARANTINE);
+        let quarantined = matches!(start, Start::Restart { .. }) && !cfg.bug(PlantedBug::NoRestartQuarantine);
         let quarantine_until = match start {
             Start::Bootstrap => Instant::MAX,
             _ if quarantined => now + cfg.effective_quarantine(),
@@ -187,8 +189,8 @@ impl Locker {
             hold: cfg.locker_hold(),
             reservation_ttl: cfg.reservation_ttl(),
             limits: cfg.limits.clone(),
-            expire_grants: !cfg.bug(bugs::NO_LOCKER_EXPIRY),
-            check_fencing: !cfg.bug(bugs::NO_FENCING_CHECK),
+            expire_grants: !cfg.bug(PlantedBug::NoLockerExpiry),
+            check_fencing: !cfg.bug(PlantedBug::NoFencingCheck),
             grants: new_map(seed),
             res: new_map(seed.rotate_left(1)),
             expiry: BTreeSet::new(),
@@ -251,7 +253,7 @@ impl Locker {
         let entry = |resource: &str, key: &Key, g: &Grant| WireEntry {
             resource: String::from(resource),
             mode: g.mode,
-            owner: key.0 as u8,
+            owner: key.0,
             uid: key.1,
             age_ms: (now - g.granted_at).as_millis() as u64,
             token: g.token,
@@ -370,7 +372,7 @@ impl Locker {
                 .get(r)
                 .map(|st| st.writer.iter().chain(st.readers().iter()).copied().collect())
                 .unwrap_or_default(),
-            ForceTarget::Uid { owner, uid } => alloc::vec![(usize::from(*owner), *uid)],
+            ForceTarget::Uid { owner, uid } => alloc::vec![(*owner, *uid)],
         };
         let removed = keys.into_iter().filter(|k| self.remove(*k, now, io, true)).count() as u32;
         io.send(from, Message::ForceUnlockReply { qid, removed });
@@ -391,7 +393,7 @@ impl Locker {
         let standing = match &self.boot {
             Boot::Undecided => Standing::Fresh,
             Boot::Booted { vouched } => match vouched.get(from).copied() {
-                Some(v) if v != 0 && (v == incarnation || cfg.bug(bugs::VOUCH_ANY_INCARNATION)) => {
+                Some(v) if v != 0 && (v == incarnation || cfg.bug(PlantedBug::VouchAnyIncarnation)) => {
                     Standing::BootedWithYou
                 }
                 _ => Standing::History,
@@ -420,8 +422,11 @@ impl Locker {
             return self.quarantine_until;
         }
         self.boot = Boot::Other;
-        self.quarantine_until =
-            if cfg.bug(bugs::NO_RESTART_QUARANTINE) { self.started } else { self.started + cfg.effective_quarantine() };
+        self.quarantine_until = if cfg.bug(PlantedBug::NoRestartQuarantine) {
+            self.started
+        } else {
+            self.started + cfg.effective_quarantine()
+        };
         self.quarantine_until
     }
 
