@@ -14,7 +14,7 @@ use crate::hash::{new_map, Map};
 use crate::locker::Locker;
 use crate::outbox::Io;
 use crate::quorum::quorum;
-use crate::rng::Rng;
+use crate::rng::{SplitMix64, GOLDEN_GAMMA};
 use crate::time::{duration_nanos, Duration, Instant};
 use crate::timers::Timer;
 use crate::wire::{LockMsg, Outcome};
@@ -146,12 +146,12 @@ pub(crate) struct Coordinator {
     /// Lamport clock over tickets: above every ticket this node has seen, so new locks rank behind waiters.
     lamport: u64,
     pending: usize,
-    rng: Rng,
+    rng: SplitMix64,
 }
 
 impl Coordinator {
     pub(crate) fn new(cfg: &Config) -> Self {
-        let mut rng = Rng::new(cfg.seed ^ (cfg.id as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let mut rng = SplitMix64::new(cfg.seed ^ (cfg.id as u64).wrapping_mul(GOLDEN_GAMMA));
         let shrink = |q: usize, bug| if cfg.bug(bug) { q.saturating_sub(1).max(1) } else { q };
         Coordinator {
             n: cfg.nodes,

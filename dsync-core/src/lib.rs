@@ -72,8 +72,9 @@
 //!
 //! Every public type has exactly one path. What an application names to drive a node — [`Node`], its
 //! [`Config`], the [`Event`]s, [`Message`] and the other types in `Node`'s signatures — lives at the crate
-//! root. Two modules hold what only transports and tests need: [`wire`] (the message bodies and the
-//! envelope codec) and [`quorum`] (quorum arithmetic). Nothing is re-exported under a second name.
+//! root. Three modules hold what only transports, tools and tests need: [`wire`] (the message bodies and
+//! the envelope codec), [`quorum`] (quorum arithmetic) and [`rng`] (the seeded generator the simulator
+//! shares). Nothing is re-exported under a second name.
 #![no_std]
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -95,7 +96,7 @@ mod outbox;
 mod planted;
 mod query;
 pub mod quorum;
-mod rng;
+pub mod rng;
 mod time;
 mod timers;
 pub mod wire;
