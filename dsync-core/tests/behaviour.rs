@@ -338,7 +338,7 @@ fn the_start_up_herd_resolves_within_a_few_retries() {
     for i in 0..5 {
         let g = c.node(i).grants(c.now);
         assert_eq!(g.len(), 1);
-        assert_eq!(usize::from(g[0].owner), i);
+        assert_eq!(g[0].owner, i);
     }
     let holders = |c: &Cluster| -> Vec<usize> { (0..5).filter(|&i| c.acquired(i, locks[i]).is_some()).collect() };
     while holders(&c).is_empty() && c.now < Instant::from_millis(2_000) {

@@ -56,7 +56,7 @@ fn flood(c: &mut Cluster, from: usize, first_uid: u64, count: u64) -> usize {
 }
 
 fn held_by(c: &Cluster, locker: usize, owner: usize) -> usize {
-    c.node(locker).grants(c.now).iter().filter(|e| usize::from(e.owner) == owner).count()
+    c.node(locker).grants(c.now).iter().filter(|e| e.owner == owner).count()
 }
 
 #[test]
