@@ -75,6 +75,15 @@
 //! root. Three modules hold what only transports, tools and tests need: [`wire`] (the message bodies and
 //! the envelope codec), [`quorum`] (quorum arithmetic) and [`rng`] (the seeded generator the simulator
 //! shares). Nothing is re-exported under a second name.
+//!
+//! # Planted bugs
+//!
+//! [`PlantedBug`] and [`Config::planted_bug`] exist in every build, so `Config` has the same shape whatever
+//! features Cargo unifies across a workspace. Only a build with the `planted-bugs` feature (which
+//! `dsync-sim` enables) honours the field; in any other build every switch is a constant `false` that the
+//! compiler removes, and [`Config::validate`] refuses a planted bug rather than ignore it. A `--cfg` flag
+//! would avoid feature unification, but a cfg cannot be set for one dependency, so the simulator would need
+//! global `RUSTFLAGS` that reach every crate of its build.
 #![no_std]
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]

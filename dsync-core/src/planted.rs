@@ -13,7 +13,7 @@
 
 /// Safety mechanisms that `dsync-sim` switches off one at a time to prove its checkers can fail.
 ///
-/// The type and [`Config::planted_bug`] exist in every build; only a build with the `planted-bugs` feature
+/// The type and [`crate::Config::planted_bug`] exist in every build; only a build with the `planted-bugs` feature
 /// honours the field: elsewhere [`crate::Config::validate`] refuses it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[non_exhaustive]
