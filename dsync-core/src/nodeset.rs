@@ -119,3 +119,16 @@ impl<const N: usize> From<[usize; N]> for NodeSet {
         nodes.into_iter().collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn indices_beyond_the_largest_cluster_are_never_members() {
+        let s: NodeSet = [1, 64, 200].into_iter().collect();
+        assert_eq!(s, NodeSet::single(1));
+        assert!(!s.contains(64) && NodeSet::single(64).is_empty());
+        assert_eq!(NodeSet::all(100), NodeSet::all(64));
+    }
+}
