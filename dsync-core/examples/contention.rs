@@ -8,6 +8,7 @@
 //!
 //! This drives the core by hand to show the run loop; `dsync-sim` is the full fault simulator.
 
+use dsync_core::rng::SplitMix64;
 use dsync_core::{Config, Duration, Event, Instant, LockId, Mode, Node, Start};
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
@@ -31,7 +32,7 @@ struct Demo {
     nodes: Vec<Option<Node>>,
     queue: BinaryHeap<Reverse<(Instant, u64, Due)>>,
     seq: u64,
-    rng: u64,
+    rng: SplitMix64,
     /// What each pending or held lock is for.
     locks: BTreeMap<(usize, LockId), (usize, Mode, &'static str)>,
     /// Highest token each fenced counter accepted, and its value.
@@ -48,7 +49,7 @@ fn main() {
         nodes: (0..NODES).map(|id| Some(node(id, seed, Start::FirstBoot, Instant::ZERO))).collect(),
         queue: BinaryHeap::new(),
         seq: 0,
-        rng: seed,
+        rng: SplitMix64::new(seed),
         locks: BTreeMap::new(),
         counters: BTreeMap::new(),
         acquired: 0,
@@ -107,11 +108,7 @@ impl Demo {
     }
 
     fn random(&mut self, below: u64) -> u64 {
-        self.rng = self.rng.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.rng;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        (z ^ (z >> 31)) % below
+        self.rng.next_u64() % below
     }
 
     fn step(&mut self, now: Instant, due: Due) {
@@ -131,13 +128,12 @@ impl Demo {
             }
             Due::Client { node, client } => {
                 let Some(n) = self.nodes[node].as_mut() else { return };
-                let pick = self.rng;
+                let pick = self.rng.next_u64();
                 let resource = HOT[(pick % 3) as usize];
                 let mode = if pick % 5 == 0 { Mode::Read } else { Mode::Write };
                 let deadline = Some(now + Duration::from_secs(2));
                 let lock = n.lock(now, mode, [resource], deadline).expect("valid request");
                 self.locks.insert((node, lock), (client, mode, resource));
-                self.random(1);
                 node
             }
             Due::Release { node, lock } => {
@@ -152,7 +148,8 @@ impl Demo {
             }
             Due::Restart { node } => {
                 println!("t={:>5.1}s node {node} restarts without state (quarantined)", secs(now));
-                self.nodes[node] = Some(self::node(node, self.rng, Start::Restart { durable_floor: None }, now));
+                self.nodes[node] =
+                    Some(self::node(node, self.rng.next_u64(), Start::Restart { durable_floor: None }, now));
                 for c in 0..CLIENTS_PER_NODE {
                     self.at(now + Duration::from_millis(c as u64), Due::Client { node, client: c });
                 }

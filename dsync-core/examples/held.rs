@@ -12,7 +12,8 @@
 //! allocator's own overhead. Latency is one `handle_message` of a fresh request plus draining its reply:
 //! the locker's whole service time for a grant, without any network.
 
-use dsync_core::wire::{LockMsg, Message};
+use dsync_core::wire::LockMsg;
+use dsync_core::Message;
 use dsync_core::{Config, Instant, Mode, Node, Start};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};

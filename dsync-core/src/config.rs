@@ -1,5 +1,6 @@
 //! The node's configuration: cluster shape, timing, limits and the seed, validated once at start.
 
+use crate::planted::PlantedBug;
 use crate::quorum::{read_quorum, MAX_NODES};
 use crate::time::{scale_ppm, Duration};
 use core::fmt;
@@ -60,79 +61,6 @@ pub enum Start {
     Bootstrap,
 }
 
-/// Safety mechanisms that `dsync-sim` switches off one at a time to prove its checkers can fail.
-/// Only compiled with the `planted-bugs` feature.
-#[cfg(feature = "planted-bugs")]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum PlantedBug {
-    /// Write quorum one smaller than the rule (two writers can meet only in disjoint quorums).
-    WriteQuorumTooSmall,
-    /// Read quorum one smaller than the rule (a reader and a writer can coexist).
-    ReadQuorumTooSmall,
-    /// A restarted node grants at once, while grants it gave before the crash may be believed.
-    NoRestartQuarantine,
-    /// Lockers grant write proposals that do not exceed their fencing high-water mark.
-    NoFencingCheck,
-    /// A restarted node without a durable floor skips recovering the fencing floor from its peers.
-    NoFloorRecovery,
-    /// Holder validity counted from when the quorum's replies arrived, not from when the round was sent.
-    ValidityFromReceive,
-    /// Holder validity of `lease·(1+ρ)` instead of `lease·(1−ρ)`: it trusts its clock not to run slow.
-    NoDriftMargin,
-    /// Lockers never expire grants (a dead holder's locks stay forever).
-    NoLockerExpiry,
-    /// The coordinator ignores grants that arrive after the attempt gave up (they leak until expiry).
-    KeepLateGrants,
-    /// A bootstrapping node treats a peer's `History` answer like `Fresh`.
-    BootstrapIgnoresHistory,
-    /// A bootstrapping node boots once a write quorum of peers (not all) answered fresh, ignoring the rest.
-    BootstrapQuorumOnly,
-    /// A booted node answers `BootedWithYou` without checking the asker's incarnation.
-    VouchAnyIncarnation,
-}
-
-#[cfg(feature = "planted-bugs")]
-impl PlantedBug {
-    /// Every planted bug.
-    pub const ALL: [PlantedBug; 12] = [
-        PlantedBug::WriteQuorumTooSmall,
-        PlantedBug::ReadQuorumTooSmall,
-        PlantedBug::NoRestartQuarantine,
-        PlantedBug::NoFencingCheck,
-        PlantedBug::NoFloorRecovery,
-        PlantedBug::ValidityFromReceive,
-        PlantedBug::NoDriftMargin,
-        PlantedBug::NoLockerExpiry,
-        PlantedBug::KeepLateGrants,
-        PlantedBug::BootstrapIgnoresHistory,
-        PlantedBug::BootstrapQuorumOnly,
-        PlantedBug::VouchAnyIncarnation,
-    ];
-
-    /// The command-line name.
-    pub fn name(self) -> &'static str {
-        match self {
-            PlantedBug::WriteQuorumTooSmall => "write-quorum-too-small",
-            PlantedBug::ReadQuorumTooSmall => "read-quorum-too-small",
-            PlantedBug::NoRestartQuarantine => "no-restart-quarantine",
-            PlantedBug::NoFencingCheck => "no-fencing-check",
-            PlantedBug::NoFloorRecovery => "no-floor-recovery",
-            PlantedBug::ValidityFromReceive => "validity-from-receive",
-            PlantedBug::NoDriftMargin => "no-drift-margin",
-            PlantedBug::NoLockerExpiry => "no-locker-expiry",
-            PlantedBug::KeepLateGrants => "keep-late-grants",
-            PlantedBug::BootstrapIgnoresHistory => "bootstrap-ignores-history",
-            PlantedBug::BootstrapQuorumOnly => "bootstrap-quorum-only",
-            PlantedBug::VouchAnyIncarnation => "vouch-any-incarnation",
-        }
-    }
-
-    /// The bug with this command-line name.
-    pub fn from_name(name: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|b| b.name() == name)
-    }
-}
-
 /// A node's configuration. Build it with [`Config::new`] and adjust fields; [`crate::Node::new`] validates it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
@@ -166,14 +94,15 @@ pub struct Config {
     pub limits: Limits,
     /// Seeds jitter and uid generation. Give each start of each node a different seed in production.
     pub seed: u64,
-    /// A safety mechanism to switch off, for the simulator's self-test.
-    #[cfg(feature = "planted-bugs")]
+    /// A safety mechanism to switch off, for the simulator's self-test. Leave it `None`: builds without
+    /// the `planted-bugs` feature refuse anything else ([`ConfigError::PlantedBugNotCompiled`]).
     pub planted_bug: Option<PlantedBug>,
 }
 
 impl Config {
     /// Defaults for node `id` of `nodes`: lease 30 s, refresh every 10 s, ρ = 1 %, attempts of 1 s,
     /// backoff 5 ms – 500 ms, queries of 1 s.
+    #[must_use]
     pub fn new(nodes: usize, id: usize) -> Self {
         Config {
             nodes,
@@ -190,39 +119,34 @@ impl Config {
             floor_chunk: 1 << 16,
             limits: Limits::default(),
             seed: 0,
-            #[cfg(feature = "planted-bugs")]
             planted_bug: None,
         }
     }
 
-    /// Whether `bug` is planted (always `false` without the `planted-bugs` feature).
-    #[allow(unused_variables)]
+    /// Whether `bug` is planted; a constant `false` without the `planted-bugs` feature, so production
+    /// builds compile the switches away.
     #[inline]
-    pub(crate) fn bug(&self, bug: Bug) -> bool {
-        #[cfg(feature = "planted-bugs")]
-        {
-            self.planted_bug == Some(bug.0)
-        }
-        #[cfg(not(feature = "planted-bugs"))]
-        {
-            false
-        }
+    pub(crate) fn bug(&self, bug: PlantedBug) -> bool {
+        cfg!(feature = "planted-bugs") && self.planted_bug == Some(bug)
     }
 
     /// How long a locker keeps an unrefreshed grant, on its own clock: `L·(1+ρ)`.
+    #[must_use]
     pub fn locker_hold(&self) -> Duration {
         scale_ppm(self.lease, self.max_drift_ppm, true)
     }
 
     /// How long a holder trusts a confirmed round, on its own clock, from the round's send time: `L·(1−ρ)`.
+    #[must_use]
     pub fn holder_validity(&self) -> Duration {
-        if self.bug(bugs::NO_DRIFT_MARGIN) {
+        if self.bug(PlantedBug::NoDriftMargin) {
             return self.locker_hold();
         }
         scale_ppm(self.lease, self.max_drift_ppm, false)
     }
 
     /// The restart quarantine in force: the configured one, or `L·(1+ρ)`.
+    #[must_use]
     pub fn effective_quarantine(&self) -> Duration {
         self.quarantine.unwrap_or_else(|| self.locker_hold())
     }
@@ -235,6 +159,9 @@ impl Config {
     /// Checks every field; the error names the first one that is wrong, with the values involved and a fix.
     pub fn validate(&self) -> Result<(), ConfigError> {
         use ConfigError as E;
+        if let (Some(bug), false) = (self.planted_bug, cfg!(feature = "planted-bugs")) {
+            return Err(E::PlantedBugNotCompiled { bug });
+        }
         if self.nodes == 0 || self.nodes > MAX_NODES {
             return Err(E::Nodes { nodes: self.nodes });
         }
@@ -373,6 +300,11 @@ pub enum ConfigError {
         /// The cluster size.
         nodes: usize,
     },
+    /// [`Config::planted_bug`] is set in a build without the `planted-bugs` feature, which would ignore it.
+    PlantedBugNotCompiled {
+        /// The bug asked for.
+        bug: PlantedBug,
+    },
 }
 
 /// A duration as people read it: "11 s", "2.97 s", "200 ms"; to two decimals, rounded up or down.
@@ -480,43 +412,16 @@ impl fmt::Display for ConfigError {
                 "a node of a {nodes}-node cluster cannot recover its fencing floor from peers (it needs {} other nodes): restart it with a durable floor or as Start::Bootstrap",
                 read_quorum(nodes)
             ),
+            ConfigError::PlantedBugNotCompiled { bug } => write!(
+                f,
+                "planted bug {} is set but this build lacks the planted-bugs feature: leave planted_bug None",
+                bug.name()
+            ),
         }
     }
 }
 
 impl core::error::Error for ConfigError {}
-
-/// A planted-bug switch usable in non-feature builds (where it is always off).
-#[derive(Clone, Copy)]
-pub(crate) struct Bug(#[cfg(feature = "planted-bugs")] pub(crate) PlantedBug);
-
-/// The planted-bug switches, named so call sites read the same with and without the feature.
-pub(crate) mod bugs {
-    use super::Bug;
-    #[cfg(feature = "planted-bugs")]
-    use super::PlantedBug as P;
-
-    macro_rules! bug {
-        ($name:ident, $variant:ident) => {
-            #[cfg(feature = "planted-bugs")]
-            pub(crate) const $name: Bug = Bug(P::$variant);
-            #[cfg(not(feature = "planted-bugs"))]
-            pub(crate) const $name: Bug = Bug();
-        };
-    }
-    bug!(WRITE_QUORUM_TOO_SMALL, WriteQuorumTooSmall);
-    bug!(READ_QUORUM_TOO_SMALL, ReadQuorumTooSmall);
-    bug!(NO_RESTART_QUARANTINE, NoRestartQuarantine);
-    bug!(NO_FENCING_CHECK, NoFencingCheck);
-    bug!(NO_FLOOR_RECOVERY, NoFloorRecovery);
-    bug!(VALIDITY_FROM_RECEIVE, ValidityFromReceive);
-    bug!(NO_DRIFT_MARGIN, NoDriftMargin);
-    bug!(NO_LOCKER_EXPIRY, NoLockerExpiry);
-    bug!(KEEP_LATE_GRANTS, KeepLateGrants);
-    bug!(BOOTSTRAP_IGNORES_HISTORY, BootstrapIgnoresHistory);
-    bug!(BOOTSTRAP_QUORUM_ONLY, BootstrapQuorumOnly);
-    bug!(VOUCH_ANY_INCARNATION, VouchAnyIncarnation);
-}
 
 #[cfg(test)]
 mod tests {
@@ -547,6 +452,16 @@ mod tests {
         let c = Config::new(3, 0);
         assert!(c.holder_validity() < c.lease && c.lease < c.locker_hold());
         assert!(c.effective_quarantine() >= c.locker_hold());
+    }
+
+    #[test]
+    fn a_planted_bug_is_refused_where_it_would_be_ignored() {
+        let mut c = Config::new(3, 0);
+        c.planted_bug = Some(PlantedBug::NoFencingCheck);
+        let honoured = cfg!(feature = "planted-bugs");
+        assert_eq!(c.validate().is_ok(), honoured);
+        assert_eq!(c.bug(PlantedBug::NoFencingCheck), honoured);
+        assert!(!c.bug(PlantedBug::NoDriftMargin));
     }
 
     #[test]

@@ -1,8 +1,8 @@
 //! What the node tells its application: events, identifiers, typed errors and counters.
 
-use crate::quorum::NodeSet;
 use crate::time::{Duration, Instant};
-use crate::wire::Mode;
+use crate::Mode;
+use crate::NodeSet;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
@@ -43,6 +43,7 @@ impl fmt::Display for FailReason {
 
 /// A request the node refused on the spot; nothing was sent and nothing changed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum RequestError {
     /// A lock must name at least one resource.
     NoResources,
@@ -62,6 +63,13 @@ pub enum RequestError {
     },
     /// Too many locks waiting ([`crate::Limits::max_pending`]) or queries in flight.
     Overloaded,
+    /// A node index outside the cluster.
+    NoSuchNode {
+        /// The index given.
+        node: usize,
+        /// The cluster size.
+        nodes: usize,
+    },
 }
 
 impl fmt::Display for RequestError {
@@ -75,6 +83,9 @@ impl fmt::Display for RequestError {
                 write!(f, "resource name of {len} bytes exceeds the limit of {limit}")
             }
             RequestError::Overloaded => f.write_str("too many requests waiting on this node"),
+            RequestError::NoSuchNode { node, nodes } => {
+                write!(f, "node {node} is not in the cluster of {nodes} nodes")
+            }
         }
     }
 }
@@ -134,6 +145,7 @@ pub enum ServingState {
 
 /// What the application learns; drained with [`crate::Node::poll_event`].
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Event {
     /// The lock is held. Valid until `valid_until` on this node's clock unless refreshed.
     Acquired {

@@ -8,6 +8,7 @@
 use crate::config::{Config, Start};
 use crate::event::Event;
 use crate::outbox::Io;
+use crate::PlantedBug;
 
 /// Proposals more than this far above anything the locker knows are refused as invalid, so one bad
 /// message cannot push a mark to `u64::MAX` and end all future writes.
@@ -38,7 +39,7 @@ impl Fencing {
         let (floor, known) = match start {
             Start::FirstBoot => (0, true),
             Start::Restart { durable_floor: Some(f) } => (f, true),
-            Start::Restart { durable_floor: None } => (0, cfg.bug(crate::config::bugs::NO_FLOOR_RECOVERY)),
+            Start::Restart { durable_floor: None } => (0, cfg.bug(PlantedBug::NoFloorRecovery)),
             // Unknown until the bootstrap decides: 0 at a first boot, else recovered like a restart's.
             Start::Bootstrap => (0, false),
         };
@@ -72,12 +73,12 @@ impl Fencing {
     }
 
     /// Whether a write proposal is sane and covered by the persisted floor.
-    pub(crate) fn admits(&self, proposal: u64) -> Result<(), crate::wire::DenyReason> {
+    pub(crate) fn admits(&self, proposal: u64) -> Result<(), crate::DenyReason> {
         if proposal > self.max.saturating_add(MAX_TOKEN_JUMP) {
-            return Err(crate::wire::DenyReason::Invalid);
+            return Err(crate::DenyReason::Invalid);
         }
         match &self.durable {
-            Some(d) if proposal > d.persisted => Err(crate::wire::DenyReason::FloorPending),
+            Some(d) if proposal > d.persisted => Err(crate::DenyReason::FloorPending),
             _ => Ok(()),
         }
     }

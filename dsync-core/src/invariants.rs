@@ -9,7 +9,8 @@ use crate::coordinator::Coordinator;
 use crate::locker::Locker;
 use crate::outbox::Io;
 use crate::time::Instant;
-use crate::wire::{Message, Mode, WireEntry};
+use crate::wire::WireEntry;
+use crate::{Message, Mode};
 use alloc::collections::BTreeMap;
 use alloc::format;
 use alloc::string::String;
@@ -30,7 +31,7 @@ pub(crate) fn check(cfg: &Config, now: Instant, locker: &Locker, coord: &Coordin
 fn check_grants(now: Instant, locker: &Locker) -> Result<(), String> {
     let (all, _) = locker.entries(now, None, usize::MAX);
     let mut by_resource: BTreeMap<&str, Vec<&WireEntry>> = BTreeMap::new();
-    let mut keys: Vec<(u8, u64)> = Vec::new();
+    let mut keys: Vec<(usize, u64)> = Vec::new();
     for e in &all {
         by_resource.entry(e.resource.as_str()).or_default().push(e);
         keys.push((e.owner, e.uid));

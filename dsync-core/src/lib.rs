@@ -67,6 +67,23 @@
 //! # let _ = other;
 //! assert!(nodes[0].poll_timeout().is_some()); // node 0 will refresh its lease
 //! ```
+//!
+//! # Paths
+//!
+//! Every public type has exactly one path. What an application names to drive a node — [`Node`], its
+//! [`Config`], the [`Event`]s, [`Message`] and the other types in `Node`'s signatures — lives at the crate
+//! root. Three modules hold what only transports, tools and tests need: [`wire`] (the message bodies and
+//! the envelope codec), [`quorum`] (quorum arithmetic) and [`rng`] (the seeded generator the simulator
+//! shares). Nothing is re-exported under a second name.
+//!
+//! # Planted bugs
+//!
+//! [`PlantedBug`] and [`Config::planted_bug`] exist in every build, so `Config` has the same shape whatever
+//! features Cargo unifies across a workspace. Only a build with the `planted-bugs` feature (which
+//! `dsync-sim` enables) honours the field; in any other build every switch is a constant `false` that the
+//! compiler removes, and [`Config::validate`] refuses a planted bug rather than ignore it. A `--cfg` flag
+//! would avoid feature unification, but a cfg cannot be set for one dependency, so the simulator would need
+//! global `RUSTFLAGS` that reach every crate of its build.
 #![no_std]
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -80,22 +97,26 @@ mod fencing;
 mod hash;
 mod invariants;
 mod locker;
+mod message;
+mod mode;
 mod node;
+mod nodeset;
 mod outbox;
+mod planted;
 mod query;
 pub mod quorum;
-mod rng;
+pub mod rng;
 mod time;
 mod timers;
 pub mod wire;
 
-#[cfg(feature = "planted-bugs")]
-pub use config::PlantedBug;
 pub use config::{Config, ConfigError, Limits, Start};
 pub use coordinator::LockInfo;
 pub use event::{Counters, Event, FailReason, HolderEntry, LockId, QueryId, RequestError, ServingState};
+pub use message::{DenyReason, ForceTarget, Message, Standing};
+pub use mode::Mode;
 pub use node::Node;
+pub use nodeset::NodeSet;
 pub use outbox::Transmit;
-pub use quorum::NodeSet;
+pub use planted::PlantedBug;
 pub use time::{Duration, Instant};
-pub use wire::{DenyReason, ForceTarget, Message, Mode, Standing};

@@ -6,10 +6,12 @@ use crate::event::{Counters, Event, LockId, QueryId, RequestError, ServingState}
 use crate::locker::Locker;
 use crate::outbox::{Io, Transmit};
 use crate::query::Queries;
-use crate::quorum::{read_quorum, NodeSet};
+use crate::quorum::read_quorum;
 use crate::time::Instant;
 use crate::timers::Timer;
-use crate::wire::{ForceTarget, Message, Mode, WireEntry};
+use crate::wire::WireEntry;
+use crate::NodeSet;
+use crate::{ForceTarget, Message, Mode};
 use alloc::string::String;
 use alloc::vec::Vec;
 
@@ -71,22 +73,26 @@ impl Node {
     // ----- getters -----
 
     /// The configuration this node runs with.
+    #[must_use]
     pub fn config(&self) -> &Config {
         &self.cfg
     }
 
     /// This node's index.
+    #[must_use]
     pub fn id(&self) -> usize {
         self.cfg.id
     }
 
     /// This start's incarnation: a non-zero number derived from [`Config::seed`] (fresh per start), which
     /// peers use to tell this start from earlier ones of the same node.
+    #[must_use]
     pub fn incarnation(&self) -> u64 {
         self.incarnation
     }
 
     /// Whether this node's locker serves at `now`, and if not, what it waits for.
+    #[must_use]
     pub fn serving_state(&self, now: Instant) -> ServingState {
         let now = self.now.max(now);
         if self.locker.serving(now) {
@@ -95,7 +101,7 @@ impl Node {
         let mut peers = NodeSet::all(self.cfg.nodes);
         peers.remove(self.cfg.id);
         if let Some(fresh) = self.queries.boot_fresh() {
-            return ServingState::Bootstrapping { fresh, waiting: NodeSet(peers.0 & !fresh.0) };
+            return ServingState::Bootstrapping { fresh, waiting: peers.difference(fresh) };
         }
         let until = self.locker.quarantine_until();
         if now < until {
@@ -106,42 +112,50 @@ impl Node {
     }
 
     /// Counters since start.
+    #[must_use]
     pub fn counters(&self) -> &Counters {
         &self.io.counters
     }
 
     /// Whether this node's locker grants requests at `now` (false during restart quarantine, floor recovery
     /// or an undecided bootstrap; [`Node::serving_state`] says which).
+    #[must_use]
     pub fn is_serving(&self, now: Instant) -> bool {
         self.locker.serving(now)
     }
 
     /// The state of a lock of this node's application, if it is held.
+    #[must_use]
     pub fn lock_info(&self, lock: LockId) -> Option<LockInfo> {
         self.coord.info(lock)
     }
 
     /// Whether the application may act under `lock` at local time `now`: held and within its validity.
+    #[must_use]
     pub fn is_valid(&self, lock: LockId, now: Instant) -> bool {
         self.coord.info(lock).is_some_and(|i| now < i.valid_until)
     }
 
     /// Number of grants this node's locker holds.
+    #[must_use]
     pub fn grant_count(&self) -> usize {
         self.locker.grant_count()
     }
 
     /// This node's locker table at `now`, sorted by (resource, owner, uid).
+    #[must_use]
     pub fn grants(&self, now: Instant) -> Vec<WireEntry> {
         self.locker.entries(now, None, usize::MAX).0
     }
 
     /// The highest fencing token this node's locker has granted or learned.
+    #[must_use]
     pub fn fencing_mark(&self) -> u64 {
         self.locker.fencing_max()
     }
 
     /// Locks of this node's application that are acquiring or backing off.
+    #[must_use]
     pub fn pending_count(&self) -> usize {
         self.coord.pending_count()
     }
@@ -282,7 +296,14 @@ impl Node {
     }
 
     /// Administrative: removes matching grants on every reachable node; answered by [`Event::ForceUnlocked`].
+    /// A [`ForceTarget::Uid`] whose owner is not a node of the cluster is refused with
+    /// [`RequestError::NoSuchNode`].
     pub fn force_unlock(&mut self, now: Instant, target: ForceTarget) -> Result<QueryId, RequestError> {
+        if let ForceTarget::Uid { owner, .. } = target {
+            if owner >= self.cfg.nodes {
+                return Err(RequestError::NoSuchNode { node: owner, nodes: self.cfg.nodes });
+            }
+        }
         let now = self.advance(now);
         let id = self.queries.start_force(&self.cfg, now, target, &mut self.io)?;
         self.pump(now);
@@ -292,16 +313,19 @@ impl Node {
     // ----- poll_* -----
 
     /// The next message to send.
+    #[must_use]
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
         self.io.transmits.pop_front()
     }
 
     /// The next event for the application.
+    #[must_use]
     pub fn poll_event(&mut self) -> Option<Event> {
         self.io.events.pop_front()
     }
 
     /// When to call [`Node::handle_timeout`] next; `None` when nothing is waiting.
+    #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
         // The quarantine's end, so `Event::Serving` is reported on time (only while it is still ahead).
         let until = self.locker.quarantine_until();

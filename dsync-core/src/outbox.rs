@@ -2,9 +2,9 @@
 //! loopback queue that the node drains before returning, so the own locker is used without the network.
 
 use crate::event::{Counters, Event};
-use crate::quorum::NodeSet;
 use crate::timers::Timers;
-use crate::wire::Message;
+use crate::Message;
+use crate::NodeSet;
 use alloc::collections::VecDeque;
 
 /// A message for the transport to deliver to node `to`.
@@ -56,7 +56,7 @@ impl Io {
 
     /// Nodes a broadcast goes to: everyone not reported down (this node included).
     pub(crate) fn reachable(&self) -> NodeSet {
-        NodeSet(NodeSet::all(self.n).0 & !self.down.0)
+        NodeSet::all(self.n).difference(self.down)
     }
 
     /// Sends `message` to every node in `to`, cloning it for all but the last.

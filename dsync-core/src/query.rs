@@ -1,14 +1,17 @@
 //! Rounds that ask every node and merge the answers: holder queries, force-unlocks, and the fencing-floor
 //! recovery of a restarted node.
 
-use crate::config::{bugs, Config};
+use crate::config::Config;
 use crate::event::{Event, HolderEntry, QueryId, RequestError};
 use crate::locker::Locker;
 use crate::outbox::Io;
-use crate::quorum::{read_quorum, write_quorum, NodeSet};
+use crate::quorum::{read_quorum, write_quorum};
 use crate::time::{Duration, Instant};
 use crate::timers::Timer;
-use crate::wire::{ForceTarget, Message, Standing, WireEntry};
+use crate::wire::WireEntry;
+use crate::NodeSet;
+use crate::PlantedBug;
+use crate::{ForceTarget, Message, Standing};
 use alloc::collections::BTreeMap;
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -124,7 +127,7 @@ impl Queries {
         }
         *truncated |= cut;
         for e in entries {
-            let key = (e.resource, usize::from(e.owner), e.uid);
+            let key = (e.resource, e.owner, e.uid);
             let age = Duration::from_millis(e.age_ms);
             let entry = merged.entry(key.clone()).or_insert_with(|| HolderEntry {
                 resource: key.0,
@@ -173,7 +176,7 @@ impl Queries {
     }
 
     fn finish_if_complete(&mut self, id: QueryId, io: &mut Io) {
-        if self.active.get(&id).is_some_and(|q| q.asked.0 & !q.answered.0 == 0) {
+        if self.active.get(&id).is_some_and(|q| q.asked.is_subset(q.answered)) {
             self.finish(id, io);
         }
     }
@@ -218,7 +221,7 @@ impl Queries {
     pub(crate) fn on_floor_timer(&mut self, cfg: &Config, now: Instant, io: &mut Io) {
         let Some(f) = &mut self.floor else { return };
         f.armed = Instant::MAX;
-        let ask = NodeSet(io.reachable().0 & !f.needless(io.me).0);
+        let ask = io.reachable().difference(f.needless(io.me));
         io.send_to(ask, Message::FloorQuery { qid: f.qid, incarnation: f.qid });
         io.timers.set(Timer::FloorRetry, &mut f.armed, now + cfg.attempt_timeout);
     }
@@ -265,7 +268,7 @@ impl Queries {
             }
         }
         if let Some(fresh) = &mut f.boot {
-            let history = standing == Standing::History && !cfg.bug(bugs::BOOTSTRAP_IGNORES_HISTORY);
+            let history = standing == Standing::History && !cfg.bug(PlantedBug::BootstrapIgnoresHistory);
             if history {
                 // Someone may rely on grants of an earlier incarnation: continue as a restart from our start.
                 f.boot = None;
@@ -280,7 +283,7 @@ impl Queries {
                 }
                 let peers = cfg.nodes - 1;
                 let needed =
-                    if cfg.bug(bugs::BOOTSTRAP_QUORUM_ONLY) { write_quorum(cfg.nodes).min(peers) } else { peers };
+                    if cfg.bug(PlantedBug::BootstrapQuorumOnly) { write_quorum(cfg.nodes).min(peers) } else { peers };
                 if fresh.len() >= needed {
                     let vouched = core::mem::take(&mut f.fresh_incarnations);
                     io.timers.set(Timer::FloorRetry, &mut f.armed, Instant::MAX);

@@ -4,7 +4,7 @@
 //! equals `t` (even `n`). Two write quorums intersect because `2·w > n`; a read and a write quorum
 //! intersect because `r + w > n`. Two read quorums need not intersect: readers share.
 
-use crate::wire::Mode;
+use crate::Mode;
 
 /// The largest cluster the protocol supports (node sets are 64-bit masks).
 pub const MAX_NODES: usize = 64;
@@ -37,78 +37,10 @@ pub const fn quorum(n: usize, mode: Mode) -> usize {
     }
 }
 
-/// A set of node indices `0..64`, as a bit mask.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct NodeSet(pub u64);
-
-impl NodeSet {
-    /// The empty set.
-    pub const EMPTY: NodeSet = NodeSet(0);
-
-    /// All nodes `0..n`.
-    pub fn all(n: usize) -> Self {
-        if n >= 64 {
-            NodeSet(u64::MAX)
-        } else {
-            NodeSet((1u64 << n) - 1)
-        }
-    }
-
-    /// Adds `node`; returns whether it was new. Indices ≥ 64 are ignored.
-    pub fn insert(&mut self, node: usize) -> bool {
-        if node >= MAX_NODES {
-            return false;
-        }
-        let bit = 1u64 << node;
-        let new = self.0 & bit == 0;
-        self.0 |= bit;
-        new
-    }
-
-    /// Removes `node`.
-    pub fn remove(&mut self, node: usize) {
-        if node < MAX_NODES {
-            self.0 &= !(1u64 << node);
-        }
-    }
-
-    /// Whether `node` is in the set.
-    pub fn contains(self, node: usize) -> bool {
-        node < MAX_NODES && self.0 & (1u64 << node) != 0
-    }
-
-    /// Number of members.
-    pub fn len(self) -> usize {
-        self.0.count_ones() as usize
-    }
-
-    /// Whether the set is empty.
-    pub fn is_empty(self) -> bool {
-        self.0 == 0
-    }
-
-    /// Members of either set.
-    pub fn union(self, other: NodeSet) -> NodeSet {
-        NodeSet(self.0 | other.0)
-    }
-
-    /// Members in ascending order.
-    pub fn iter(self) -> impl Iterator<Item = usize> {
-        let mut bits = self.0;
-        core::iter::from_fn(move || {
-            if bits == 0 {
-                return None;
-            }
-            let i = bits.trailing_zeros() as usize;
-            bits &= bits - 1;
-            Some(i)
-        })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::NodeSet;
 
     #[test]
     fn quorums_match_minio_for_small_clusters() {
@@ -131,10 +63,10 @@ mod tests {
             assert!(n - tolerance(n) >= r, "reads survive n/2 failures at n = {n}");
             // Constructive check: the two most disjoint sets of these sizes still overlap.
             let a = NodeSet::all(w); // nodes 0..w
-            let b_write = NodeSet(NodeSet::all(n).0 & !NodeSet::all(n - w).0); // nodes n-w..n
-            let b_read = NodeSet(NodeSet::all(n).0 & !NodeSet::all(n - r).0);
-            assert!(a.0 & b_write.0 != 0, "disjoint write quorums at n = {n}");
-            assert!(a.0 & b_read.0 != 0, "disjoint read/write quorums at n = {n}");
+            let b_write = NodeSet::all(n).difference(NodeSet::all(n - w)); // nodes n-w..n
+            let b_read = NodeSet::all(n).difference(NodeSet::all(n - r));
+            assert!(!a.intersection(b_write).is_empty(), "disjoint write quorums at n = {n}");
+            assert!(!a.intersection(b_read).is_empty(), "disjoint read/write quorums at n = {n}");
         }
     }
 
@@ -154,5 +86,10 @@ mod tests {
         assert!(!s.insert(64));
         assert_eq!(s.iter().collect::<alloc::vec::Vec<_>>(), [0, 5, 63]);
         assert_eq!(NodeSet::all(64).len(), 64);
+        assert_eq!(s, NodeSet::from([0, 5, 63]));
+        assert!(s.remove(5) && !s.remove(5));
+        assert_eq!(s.union(NodeSet::single(1)).difference(NodeSet::single(0)), NodeSet::from([1, 63]));
+        assert_eq!(s.intersection(NodeSet::all(10)), NodeSet::single(0));
+        assert!(NodeSet::single(0).is_subset(s) && !NodeSet::all(2).is_subset(s));
     }
 }

@@ -17,26 +17,31 @@ impl Instant {
     pub const MAX: Instant = Instant(u64::MAX);
 
     /// An instant `nanos` nanoseconds after the origin.
+    #[must_use]
     pub const fn from_nanos(nanos: u64) -> Self {
         Instant(nanos)
     }
 
     /// An instant `millis` milliseconds after the origin.
+    #[must_use]
     pub const fn from_millis(millis: u64) -> Self {
         Instant(millis.saturating_mul(1_000_000))
     }
 
     /// Nanoseconds since the origin.
+    #[must_use]
     pub const fn as_nanos(self) -> u64 {
         self.0
     }
 
     /// `self + d`, saturating at [`Instant::MAX`].
+    #[must_use]
     pub fn saturating_add(self, d: Duration) -> Self {
         Instant(self.0.saturating_add(duration_nanos(d)))
     }
 
     /// The time from `earlier` to `self`, zero when `earlier` is later.
+    #[must_use]
     pub fn saturating_duration_since(self, earlier: Instant) -> Duration {
         Duration::from_nanos(self.0.saturating_sub(earlier.0))
     }

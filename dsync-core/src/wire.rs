@@ -5,6 +5,7 @@
 //! Semantic limits (how many resources, how long a name) are checked by the receiving locker, which answers
 //! such a request with [`DenyReason::Invalid`] and changes nothing.
 
+use crate::{DenyReason, Message, Mode};
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
@@ -12,15 +13,6 @@ use serde::{Deserialize, Serialize};
 
 /// The wire protocol version this crate speaks.
 pub const PROTOCOL_VERSION: u16 = 2;
-
-/// A lock's mode: readers share, writers exclude everybody.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub enum Mode {
-    /// Shared with other readers.
-    Read,
-    /// Exclusive.
-    Write,
-}
 
 /// One acquisition attempt's request to a locker.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -37,25 +29,6 @@ pub struct LockMsg {
     pub resources: Vec<String>,
 }
 
-/// Why a locker refused a request.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum DenyReason {
-    /// A conflicting grant is held.
-    Conflict,
-    /// An older waiting lock has a reservation on one of the resources.
-    Reserved,
-    /// The proposed fencing token is not above the locker's high-water mark (sent back as `mark`).
-    StaleToken,
-    /// The locker restarted recently and grants nothing until its old grants have surely expired.
-    Quarantined,
-    /// The locker's table is full.
-    Overloaded,
-    /// The request breaks a limit or is malformed (empty, unsorted, too many or too long names).
-    Invalid,
-    /// The locker is waiting for its embedder to persist a fencing floor above the proposal.
-    FloorPending,
-}
-
 /// A locker's answer to a [`LockMsg`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Outcome {
@@ -65,33 +38,6 @@ pub enum Outcome {
     Denied(DenyReason),
 }
 
-/// What a forced unlock removes.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum ForceTarget {
-    /// Every grant that names this resource.
-    Resource(String),
-    /// The grant of one attempt.
-    Uid {
-        /// The node that requested it.
-        owner: u8,
-        /// The attempt's uid.
-        uid: u64,
-    },
-}
-
-/// What a node answering a [`Message::FloorQuery`] says about its own history (PROTOCOL.md §6.5).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum Standing {
-    /// The replier is an undecided bootstrapping node: it has granted nothing and sent no lock round.
-    Fresh,
-    /// The replier decided "first boot", and its decision counted the asker's incarnation given in the
-    /// query as `Fresh`.
-    BootedWithYou,
-    /// Anything else: serving, restarted, quarantined, recovering, or booted without having seen this
-    /// incarnation of the asker.
-    History,
-}
-
 /// One grant as a locker reports it to a holder query.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WireEntry {
@@ -99,8 +45,10 @@ pub struct WireEntry {
     pub resource: String,
     /// Read or write.
     pub mode: Mode,
-    /// The node that holds (or requested) the grant.
-    pub owner: u8,
+    /// The node that holds (or requested) the grant (encoded in one byte; decoding refuses indices of 64
+    /// and above).
+    #[serde(with = "owner")]
+    pub owner: usize,
     /// The attempt's uid.
     pub uid: u64,
     /// Milliseconds since the locker granted it.
@@ -109,126 +57,22 @@ pub struct WireEntry {
     pub token: u64,
 }
 
-/// Every message of the protocol.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Message {
-    /// Coordinator → locker: grant this attempt.
-    Lock(LockMsg),
-    /// Locker → coordinator: the answer, with the locker's fencing mark over the resources.
-    LockReply {
-        /// The attempt.
-        uid: u64,
-        /// Granted or why not.
-        outcome: Outcome,
-        /// For a granted write, the token; otherwise the highest write token the locker knows there.
-        mark: u64,
-    },
-    /// Holder → locker: extend the lease of this grant.
-    Refresh {
-        /// The grant.
-        uid: u64,
-        /// The refresh round, echoed back so replies count for the round that was sent.
-        seq: u32,
-    },
-    /// Locker → holder: whether the grant was still held (and is now extended).
-    RefreshReply {
-        /// The grant.
-        uid: u64,
-        /// The refresh round.
-        seq: u32,
-        /// `false`: the locker does not hold it (expired, forced, restarted).
-        held: bool,
-    },
-    /// Holder → locker: drop this grant; with the ticket, the lock is finished and its reservations go too.
-    Unlock {
-        /// The attempt.
-        uid: u64,
-        /// Set when the lock is finished (released, cancelled, failed, lost).
-        ticket: Option<u64>,
-        /// Whether the holder waits for an `UnlockReply` (an explicit release does; a dropped guard, a
-        /// failed attempt or a late grant does not, which saves a quarter of a lock's messages).
-        reply: bool,
-    },
-    /// Locker → holder: whether a grant was removed.
-    UnlockReply {
-        /// The attempt.
-        uid: u64,
-        /// Whether the locker held it.
-        removed: bool,
-    },
-    /// Locker → waiting coordinator: a resource your lock has reserved became free; retry now.
-    Wake {
-        /// The waiting lock's ticket.
-        ticket: u64,
-    },
-    /// Who holds what: one resource, or everything.
-    Query {
-        /// The query.
-        qid: u64,
-        /// One resource, or all.
-        resource: Option<String>,
-    },
-    /// A locker's entries.
-    QueryReply {
-        /// The query.
-        qid: u64,
-        /// Its grants, sorted.
-        entries: Vec<WireEntry>,
-        /// Whether the locker cut the list at its limit.
-        truncated: bool,
-    },
-    /// Administrative: remove grants regardless of their holder.
-    ForceUnlock {
-        /// The command.
-        qid: u64,
-        /// What to remove.
-        target: ForceTarget,
-    },
-    /// How many grants the locker removed.
-    ForceUnlockReply {
-        /// The command.
-        qid: u64,
-        /// Grants removed.
-        removed: u32,
-    },
-    /// A restarted or bootstrapping node asks for the highest fencing token its peers know, and their standing.
-    FloorQuery {
-        /// The query (the asker uses its incarnation, so replies to an earlier start are recognised).
-        qid: u64,
-        /// The asker's incarnation ([`crate::Node::incarnation`]).
-        incarnation: u64,
-    },
-    /// The answer; `floor` is `None` while the peer does not know its own floor (it is recovering too).
-    FloorReply {
-        /// The query.
-        qid: u64,
-        /// The highest token this locker has granted or learned.
-        floor: Option<u64>,
-        /// What the replier says about its own history, relative to the asker's incarnation.
-        standing: Standing,
-        /// The replier's incarnation: a bootstrap that boots vouches for the `Fresh` repliers' incarnations.
-        incarnation: u64,
-    },
-}
+/// Node indices travel as one byte; a byte naming a node beyond the largest cluster is malformed.
+pub(crate) mod owner {
+    use crate::quorum::MAX_NODES;
+    use serde::{de, Deserialize, Deserializer, Serializer};
 
-impl Message {
-    /// A short name for logs and counters.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Message::Lock(_) => "lock",
-            Message::LockReply { .. } => "lock-reply",
-            Message::Refresh { .. } => "refresh",
-            Message::RefreshReply { .. } => "refresh-reply",
-            Message::Unlock { .. } => "unlock",
-            Message::UnlockReply { .. } => "unlock-reply",
-            Message::Wake { .. } => "wake",
-            Message::Query { .. } => "query",
-            Message::QueryReply { .. } => "query-reply",
-            Message::ForceUnlock { .. } => "force-unlock",
-            Message::ForceUnlockReply { .. } => "force-unlock-reply",
-            Message::FloorQuery { .. } => "floor-query",
-            Message::FloorReply { .. } => "floor-reply",
+    pub(crate) fn serialize<S: Serializer>(owner: &usize, s: S) -> Result<S::Ok, S::Error> {
+        // Core never builds a message naming a node ≥ 64, so the clamp only guards a misused public field.
+        s.serialize_u8(u8::try_from(*owner).unwrap_or(u8::MAX))
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+        let owner = usize::from(u8::deserialize(d)?);
+        if owner >= MAX_NODES {
+            return Err(de::Error::custom("node index out of range"));
         }
+        Ok(owner)
     }
 }
 
@@ -273,6 +117,7 @@ pub fn encode_into(msg: &Message, buf: &mut Vec<u8>) {
 }
 
 /// The envelope of `msg` as a new byte vector.
+#[must_use]
 pub fn encode(msg: &Message) -> Vec<u8> {
     let mut buf = Vec::new();
     encode_into(msg, &mut buf);
@@ -298,6 +143,7 @@ pub fn decode(bytes: &[u8], limit: usize) -> Result<Message, WireError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Standing;
     use alloc::string::ToString;
     use alloc::vec;
 
@@ -347,6 +193,16 @@ mod tests {
         let mut bytes = encode(&lock());
         bytes[0] = 9; // version is the first varint
         assert_eq!(decode(&bytes, 1024), Err(WireError::UnsupportedVersion(9)));
+    }
+
+    #[test]
+    fn owner_indices_beyond_the_largest_cluster_are_malformed() {
+        let force = |owner| Message::ForceUnlock { qid: 1, target: crate::ForceTarget::Uid { owner, uid: 2 } };
+        assert_eq!(decode(&encode(&force(63)), 1024), Ok(force(63)));
+        let mut bytes = encode(&force(63));
+        let at = bytes.iter().rposition(|&b| b == 63).expect("owner byte");
+        bytes[at] = 64;
+        assert_eq!(decode(&bytes, 1024), Err(WireError::Malformed));
     }
 
     #[test]

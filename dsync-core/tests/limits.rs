@@ -56,7 +56,7 @@ fn flood(c: &mut Cluster, from: usize, first_uid: u64, count: u64) -> usize {
 }
 
 fn held_by(c: &Cluster, locker: usize, owner: usize) -> usize {
-    c.node(locker).grants(c.now).iter().filter(|e| usize::from(e.owner) == owner).count()
+    c.node(locker).grants(c.now).iter().filter(|e| e.owner == owner).count()
 }
 
 #[test]
@@ -204,4 +204,15 @@ fn a_holder_query_reply_always_fits_one_message() {
             assert!(!*truncated && entries.len() == 1);
         }
     }
+}
+
+#[test]
+fn a_force_unlock_naming_a_node_outside_the_cluster_is_refused_before_anything_is_sent() {
+    use dsync_core::{Config, ForceTarget, Instant, Node, RequestError, Start};
+    let mut node = Node::new(Config::new(3, 0), Instant::ZERO, Start::FirstBoot).expect("valid config");
+    while node.poll_transmit().is_some() {}
+    let target = ForceTarget::Uid { owner: 3, uid: 1 };
+    assert_eq!(node.force_unlock(Instant::ZERO, target), Err(RequestError::NoSuchNode { node: 3, nodes: 3 }));
+    assert!(node.poll_transmit().is_none());
+    assert!(node.force_unlock(Instant::ZERO, ForceTarget::Uid { owner: 2, uid: 1 }).is_ok());
 }

@@ -2,7 +2,7 @@
 
 mod support;
 
-use dsync_core::quorum::{read_quorum, write_quorum};
+use dsync_core::quorum::{read_quorum, write_quorum, MAX_NODES};
 use dsync_core::wire::{self, LockMsg, Outcome, WireEntry};
 use dsync_core::{Config, DenyReason, ForceTarget, Message, Mode};
 use proptest::prelude::*;
@@ -202,7 +202,7 @@ fn outcome() -> impl Strategy<Value = Outcome> {
 }
 
 fn entry() -> impl Strategy<Value = WireEntry> {
-    (text(), mode(), any::<u8>(), any::<u64>(), any::<u64>(), any::<u64>())
+    (text(), mode(), 0..MAX_NODES, any::<u64>(), any::<u64>(), any::<u64>())
         .prop_map(|(resource, mode, owner, uid, age_ms, token)| WireEntry { resource, mode, owner, uid, age_ms, token })
 }
 
@@ -231,7 +231,7 @@ fn message() -> impl Strategy<Value = Message> {
             u(),
             prop_oneof![
                 text().prop_map(ForceTarget::Resource),
-                (any::<u8>(), u()).prop_map(|(owner, uid)| ForceTarget::Uid { owner, uid })
+                (0..MAX_NODES, u()).prop_map(|(owner, uid)| ForceTarget::Uid { owner, uid })
             ]
         )
             .prop_map(|(qid, target)| Message::ForceUnlock { qid, target }),

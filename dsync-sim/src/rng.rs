@@ -1,28 +1,24 @@
 //! The simulator's only randomness: SplitMix64 streams derived from the seed (no global RNG, so the same
-//! seed always draws the same numbers in the same order).
+//! seed always draws the same numbers in the same order). The generator and the mix are dsync-core's, so
+//! the workspace has one copy of each.
 
-/// SplitMix64 finaliser: a bijective 64-bit mix, used to derive independent streams from one seed.
-pub fn mix64(mut z: u64) -> u64 {
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
+pub use dsync_core::rng::mix64;
+use dsync_core::rng::SplitMix64;
 
-/// A seeded SplitMix64 generator.
+/// A seeded SplitMix64 generator with the draws the simulator needs.
 #[derive(Clone, Debug)]
-pub struct Rng(u64);
+pub struct Rng(SplitMix64);
 
 impl Rng {
     /// A generator for `stream` of `seed`: different streams are independent, so the swarm parameters,
     /// the schedule and the run's own draws do not shift each other when one of them changes.
     pub fn new(seed: u64, stream: u64) -> Self {
-        Rng(mix64(seed ^ mix64(stream.wrapping_add(0x5851_F42D_4C95_7F2D))))
+        Rng(SplitMix64::new(mix64(seed ^ mix64(stream.wrapping_add(0x5851_F42D_4C95_7F2D)))))
     }
 
     /// 64 random bits.
     pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        mix64(self.0)
+        self.0.next_u64()
     }
 
     /// Uniform in `0..n` (`n > 0`; the modulo bias is irrelevant here).

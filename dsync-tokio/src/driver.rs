@@ -164,7 +164,7 @@ impl<T: Transport> Driver<T> {
             serving = Phase::PersistingFloor;
         }
         if let Phase::RecoveringFloor { known, unknown, needed } = &serving {
-            let silent = NodeSet(self.peers_up.0 & !known.0 & !unknown.0);
+            let silent = self.peers_up.difference(*known).difference(*unknown);
             if !self.told_no_floor && silent.is_empty() && known.len() < *needed && !unknown.is_empty() {
                 self.told_no_floor = true;
                 warn!(
@@ -487,6 +487,8 @@ impl<T: Transport> Driver<T> {
                     self.core.handle_floor_persisted(now, floor);
                 }
             },
+            // Events a newer core adds are informational until this driver learns them.
+            _ => {}
         }
     }
 }

@@ -7,8 +7,9 @@
 
 #[cfg(feature = "tcp")]
 use crate::tcp_frames::handshake::{setup, Kind, Outcome as Ends};
-use dsync_core::wire::{self, ForceTarget, LockMsg, Message, Mode, Outcome, WireEntry, PROTOCOL_VERSION};
+use dsync_core::wire::{self, LockMsg, Outcome, WireEntry, PROTOCOL_VERSION};
 use dsync_core::{DenyReason, Standing};
+use dsync_core::{ForceTarget, Message, Mode};
 #[cfg(feature = "tcp")]
 use dsync_tokio::tcp::encode_frame;
 #[cfg(feature = "tcp")]

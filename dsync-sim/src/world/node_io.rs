@@ -166,6 +166,8 @@ impl World {
                 }
             }
             Event::Released { .. } | Event::ForceUnlocked { .. } => {}
+            // An event the simulator does not model yet changes nothing it checks.
+            _ => {}
         }
     }
 }

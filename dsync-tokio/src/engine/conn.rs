@@ -1,6 +1,7 @@
 //! The engine's building blocks: reconnection backoff, the hand-over of a peer's newest inbound connection,
 //! and admission of frames into a peer's bounded outgoing queue.
 
+use dsync_core::rng::SplitMix64;
 use std::sync::Mutex;
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -63,7 +64,7 @@ pub struct Backoff {
     min: Duration,
     max: Duration,
     step: Duration,
-    rng: u64,
+    rng: SplitMix64,
 }
 
 impl Backoff {
@@ -72,13 +73,12 @@ impl Backoff {
         let mut b = [0u8; 8];
         // Without OS randomness the jitter is merely less random; reconnection still works.
         let _ = getrandom::fill(&mut b);
-        Backoff { min, max: max.max(min), step: min, rng: u64::from_le_bytes(b) }
+        Backoff { min, max: max.max(min), step: min, rng: SplitMix64::new(u64::from_le_bytes(b)) }
     }
 
     /// How long to wait before the next attempt; the step after it is twice as long (up to the cap).
     pub fn next_wait(&mut self) -> Duration {
-        self.rng = self.rng.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        let unit = (self.rng >> 11) as f64 / (1u64 << 53) as f64;
+        let unit = (self.rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
         let wait = self.step.mul_f64(0.5 + 0.5 * unit);
         self.step = (self.step * 2).min(self.max);
         wait

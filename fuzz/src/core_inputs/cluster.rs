@@ -4,8 +4,9 @@
 
 use super::book::Book;
 use super::input::{names, Action, Advance, Setup, Tweak};
-use dsync_core::wire::{self, ForceTarget, Message};
+use dsync_core::wire;
 use dsync_core::{Config, Instant, Limits, Mode, Node, RequestError, Start, Transmit};
+use dsync_core::{ForceTarget, Message};
 use std::time::Duration;
 
 /// Messages remembered for [`super::input::Pick::Seen`].
@@ -143,7 +144,7 @@ impl Cluster {
                 self.query(self.idx(node), |node, now| node.force_unlock(now, target));
             }
             Action::ForceUid { node, owner, uid } => {
-                let target = ForceTarget::Uid { owner, uid: uid.get(&self.seen) };
+                let target = ForceTarget::Uid { owner: usize::from(owner), uid: uid.get(&self.seen) };
                 self.query(self.idx(node), |node, now| node.force_unlock(now, target));
             }
             Action::PeerUp { node, peer } => {

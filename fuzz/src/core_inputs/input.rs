@@ -3,7 +3,8 @@
 //! drawn from those already seen on the wire) keep random inputs colliding with real protocol state.
 
 use arbitrary::Arbitrary;
-use dsync_core::wire::{DenyReason, ForceTarget, LockMsg, Message, Mode, Outcome, Standing, WireEntry};
+use dsync_core::wire::{LockMsg, Outcome, WireEntry};
+use dsync_core::{DenyReason, ForceTarget, Message, Mode, Standing};
 use std::time::Duration;
 
 /// Resource names lock requests draw from: six ordinary ones, the empty name, and one longer than the
@@ -236,7 +237,7 @@ impl Forged {
                     .map(|e| WireEntry {
                         resource: name(e.name),
                         mode: mode(e.write),
-                        owner: e.owner,
+                        owner: usize::from(e.owner),
                         uid: p(&e.uid),
                         age_ms: e.age_ms,
                         token: e.token,
@@ -248,7 +249,7 @@ impl Forged {
                 qid: p(qid),
                 target: match target {
                     Some(n) => ForceTarget::Resource(name(*n)),
-                    None => ForceTarget::Uid { owner: *owner, uid: p(uid) },
+                    None => ForceTarget::Uid { owner: usize::from(*owner), uid: p(uid) },
                 },
             },
             Forged::ForceUnlockReply { qid, removed } => Message::ForceUnlockReply { qid: p(qid), removed: *removed },

@@ -14,20 +14,24 @@
 //! No one requesting node can fill the table or the waiter bookkeeping: see [`share`] for the per-origin
 //! budgets and why.
 
+mod reserve;
+mod resource;
 mod share;
 
-use crate::config::{bugs, Config, Limits, Start};
+use crate::config::{Config, Limits, Start};
 use crate::event::Counters;
 use crate::fencing::Fencing;
 use crate::hash::{new_map, Map};
 use crate::outbox::Io;
-use crate::rng::mix64;
 use crate::time::{Duration, Instant};
-use crate::wire::{DenyReason, ForceTarget, LockMsg, Message, Mode, Outcome, Standing, WireEntry};
+use crate::wire::{LockMsg, Outcome, WireEntry};
+use crate::PlantedBug;
+use crate::{DenyReason, ForceTarget, Message, Mode, Standing};
 use alloc::boxed::Box;
 use alloc::collections::BTreeSet;
 use alloc::string::String;
 use alloc::vec::Vec;
+use resource::{priority, Res};
 use share::Shares;
 
 /// A grant is identified by the requesting node and the attempt's uid.
@@ -46,93 +50,11 @@ struct Grant {
     expires: Instant,
 }
 
-#[derive(Clone, Copy, Debug)]
-struct Reservation {
-    owner: usize,
-    ticket: u64,
-    mode: Mode,
-    until: Instant,
-}
-
 /// Upper bounds of a holder-query reply's encoding: per entry beyond its resource name (varints of at most
 /// 10 bytes for the name's length, uid, age and token, a byte each for mode and owner), and for the rest
 /// of the message (version, variant, qid, list length, flag).
 const ENTRY_OVERHEAD: usize = 42;
 const REPLY_OVERHEAD: usize = 32;
-
-/// Waiters remembered per resource; beyond this the worst-ranked is forgotten (it still retries on its own).
-const MAX_WAITERS: usize = 32;
-
-#[derive(Debug, Default)]
-struct Res {
-    writer: Option<Key>,
-    /// Highest write token granted on this resource (at least the fencing floor).
-    mark: u64,
-    /// Readers and waiters, boxed and absent while there are none: most resources have one writer and
-    /// no contention, and this entry is paid once per held resource (see `examples/held.rs`).
-    crowd: Option<Box<Crowd>>,
-}
-
-#[derive(Debug, Default)]
-struct Crowd {
-    readers: Vec<Key>,
-    /// Locks waiting for this resource, best-ranked first. The first live one holds the reservation; when
-    /// the resource frees, it is woken (with the read waiters right behind it, which may share).
-    waiters: Vec<Reservation>,
-}
-
-impl Res {
-    fn readers(&self) -> &[Key] {
-        self.crowd.as_deref().map_or(&[], |c| &c.readers)
-    }
-
-    fn waiters(&self) -> &[Reservation] {
-        self.crowd.as_deref().map_or(&[], |c| &c.waiters)
-    }
-
-    fn crowd(&mut self) -> &mut Crowd {
-        self.crowd.get_or_insert_with(Box::default)
-    }
-
-    /// Frees the crowd once it is empty.
-    fn tidy(&mut self) {
-        if self.crowd.as_ref().is_some_and(|c| c.readers.is_empty() && c.waiters.is_empty()) {
-            self.crowd = None;
-        }
-    }
-
-    fn is_free(&self) -> bool {
-        self.writer.is_none() && self.readers().is_empty()
-    }
-
-    fn conflicts(&self, mode: Mode) -> bool {
-        match mode {
-            Mode::Read => self.writer.is_some(),
-            Mode::Write => !self.is_free(),
-        }
-    }
-
-    fn live_reservation(&self, now: Instant) -> Option<Reservation> {
-        self.waiters().iter().find(|r| r.until > now).copied()
-    }
-
-    fn has_waiters(&self, now: Instant) -> bool {
-        self.live_reservation(now).is_some()
-    }
-
-    fn forget_waiter(&mut self, owner: usize, ticket: u64) {
-        if let Some(c) = self.crowd.as_mut() {
-            c.waiters.retain(|w| (w.owner, w.ticket) != (owner, ticket));
-        }
-        self.tidy();
-    }
-}
-
-/// The cluster-wide order of waiting locks: lower ticket first, then an agreed pseudo-random tie-break
-/// (not the node index, so no node is always favoured).
-pub(crate) fn priority(owner: usize, ticket: u64) -> (u64, u64) {
-    (ticket, mix64(ticket.rotate_left(17) ^ owner as u64))
-}
 
 #[derive(Debug)]
 pub(crate) struct Locker {
@@ -172,7 +94,7 @@ enum Boot {
 
 impl Locker {
     pub(crate) fn new(cfg: &Config, now: Instant, start: Start) -> Self {
-        let quarantined = matches!(start, Start::Restart { .. }) && !cfg.bug(bugs::NO_RESTART_QUARANTINE);
+        let quarantined = matches!(start, Start::Restart { .. }) && !cfg.bug(PlantedBug::NoRestartQuarantine);
         let quarantine_until = match start {
             Start::Bootstrap => Instant::MAX,
             _ if quarantined => now + cfg.effective_quarantine(),
@@ -187,8 +109,8 @@ impl Locker {
             hold: cfg.locker_hold(),
             reservation_ttl: cfg.reservation_ttl(),
             limits: cfg.limits.clone(),
-            expire_grants: !cfg.bug(bugs::NO_LOCKER_EXPIRY),
-            check_fencing: !cfg.bug(bugs::NO_FENCING_CHECK),
+            expire_grants: !cfg.bug(PlantedBug::NoLockerExpiry),
+            check_fencing: !cfg.bug(PlantedBug::NoFencingCheck),
             grants: new_map(seed),
             res: new_map(seed.rotate_left(1)),
             expiry: BTreeSet::new(),
@@ -251,7 +173,7 @@ impl Locker {
         let entry = |resource: &str, key: &Key, g: &Grant| WireEntry {
             resource: String::from(resource),
             mode: g.mode,
-            owner: key.0 as u8,
+            owner: key.0,
             uid: key.1,
             age_ms: (now - g.granted_at).as_millis() as u64,
             token: g.token,
@@ -370,7 +292,7 @@ impl Locker {
                 .get(r)
                 .map(|st| st.writer.iter().chain(st.readers().iter()).copied().collect())
                 .unwrap_or_default(),
-            ForceTarget::Uid { owner, uid } => alloc::vec![(usize::from(*owner), *uid)],
+            ForceTarget::Uid { owner, uid } => alloc::vec![(*owner, *uid)],
         };
         let removed = keys.into_iter().filter(|k| self.remove(*k, now, io, true)).count() as u32;
         io.send(from, Message::ForceUnlockReply { qid, removed });
@@ -391,7 +313,7 @@ impl Locker {
         let standing = match &self.boot {
             Boot::Undecided => Standing::Fresh,
             Boot::Booted { vouched } => match vouched.get(from).copied() {
-                Some(v) if v != 0 && (v == incarnation || cfg.bug(bugs::VOUCH_ANY_INCARNATION)) => {
+                Some(v) if v != 0 && (v == incarnation || cfg.bug(PlantedBug::VouchAnyIncarnation)) => {
                     Standing::BootedWithYou
                 }
                 _ => Standing::History,
@@ -420,8 +342,11 @@ impl Locker {
             return self.quarantine_until;
         }
         self.boot = Boot::Other;
-        self.quarantine_until =
-            if cfg.bug(bugs::NO_RESTART_QUARANTINE) { self.started } else { self.started + cfg.effective_quarantine() };
+        self.quarantine_until = if cfg.bug(PlantedBug::NoRestartQuarantine) {
+            self.started
+        } else {
+            self.started + cfg.effective_quarantine()
+        };
         self.quarantine_until
     }
 
@@ -534,91 +459,6 @@ impl Locker {
         );
         if self.res.len() > self.limits.max_grants {
             self.forget_idle(now);
-        }
-    }
-
-    /// Queues a denied request's lock as a waiter on its resources, in rank order (refreshing its entry).
-    fn reserve(&mut self, now: Instant, from: usize, m: &LockMsg, prio: (u64, u64)) {
-        let until = now + self.reservation_ttl;
-        let known = self.reserved.contains_key(&(from, m.ticket));
-        if !known && !self.shares.may_wait(from) {
-            self.sweep_reserved(now);
-            if !self.shares.may_wait(from) {
-                return; // more waiting locks than a well-behaved node has: denied, not remembered
-            }
-        }
-        let mut claimed = Vec::new();
-        for r in &m.resources {
-            let Some(st) = self.res.get_mut(r.as_str()) else { continue };
-            let waiters = &mut st.crowd().waiters;
-            waiters.retain(|w| w.until > now && (w.owner, w.ticket) != (from, m.ticket));
-            let at = waiters.partition_point(|w| priority(w.owner, w.ticket) < prio);
-            if at < MAX_WAITERS {
-                waiters.insert(at, Reservation { owner: from, ticket: m.ticket, mode: m.mode, until });
-                waiters.truncate(MAX_WAITERS);
-                claimed.push(r.clone());
-            }
-            st.tidy();
-        }
-        if !claimed.is_empty() && self.reserved.insert((from, m.ticket), (claimed, until)).is_none() {
-            self.shares.waiter_added(from);
-        }
-    }
-
-    /// Removes one lock's entry from `reserved`, keeping the per-origin count; returns its resources.
-    fn forget_reserved(&mut self, owner: usize, ticket: u64) -> Option<Vec<String>> {
-        let (resources, _) = self.reserved.remove(&(owner, ticket))?;
-        self.shares.waiter_removed(owner);
-        Some(resources)
-    }
-
-    /// Drops expired entries of `reserved`, at most once per quarter of their lifetime, so an origin at its
-    /// budget that keeps asking costs O(1) per request, not a scan each time.
-    fn sweep_reserved(&mut self, now: Instant) {
-        if now < self.next_sweep {
-            return;
-        }
-        self.next_sweep = now + self.reservation_ttl / 4;
-        let shares = &mut self.shares;
-        self.reserved.retain(|(owner, _), (_, until)| {
-            let keep = *until > now;
-            if !keep {
-                shares.waiter_removed(*owner);
-            }
-            keep
-        });
-    }
-
-    /// A lock is finished (released, cancelled, failed or lost): its reservations go.
-    fn clear_reservations(&mut self, owner: usize, ticket: u64) -> Vec<String> {
-        let Some(resources) = self.forget_reserved(owner, ticket) else { return Vec::new() };
-        for r in &resources {
-            if let Some(st) = self.res.get_mut(r.as_str()) {
-                st.forget_waiter(owner, ticket);
-            }
-        }
-        resources
-    }
-
-    /// `peer` is down: its waiting locks lose their places (they would hold the queue until their entries
-    /// expire), and a free resource whose head they were wakes its next waiter. Waiter entries only ever
-    /// deny, so dropping them cannot affect safety; if the peer comes back, its locks queue again.
-    pub(crate) fn forget_waiters_of(&mut self, peer: usize, now: Instant, io: &mut Io) {
-        let locks: Vec<(usize, u64)> = self.reserved.keys().filter(|(owner, _)| *owner == peer).copied().collect();
-        let mut freed = Vec::new();
-        for (owner, ticket) in locks {
-            freed.extend(self.clear_reservations(owner, ticket));
-        }
-        freed.sort_unstable();
-        freed.dedup();
-        for r in freed {
-            if let Some(st) = self.res.get(r.as_str()) {
-                if st.is_free() {
-                    if let Some(w) = st.live_reservation(now) {
-                        io.send(w.owner, Message::Wake { ticket: w.ticket });
-                    }
-                }
-            }
         }
     }
 
