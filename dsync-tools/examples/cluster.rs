@@ -281,9 +281,9 @@ async fn worker(
     stats: Arc<Stats>,
     stop: Arc<AtomicBool>,
 ) {
-    let mut rng = 0x9E37_79B9u64 ^ ((node as u64) << 32) ^ w;
+    let mut rng = dsync_tokio::core::rng::SplitMix64::new(((node as u64) << 32) ^ w);
     while !stop.load(Ordering::Relaxed) {
-        rng = rng.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        let rng = rng.next_u64();
         let res = HOT[(rng >> 33) as usize % HOT.len()];
         let write = (rng >> 40) % 4 != 0;
         let handle = nodes.lock().unwrap()[node].clone();

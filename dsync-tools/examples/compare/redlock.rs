@@ -199,20 +199,17 @@ async fn lock_loop(
     Ok(())
 }
 
-/// xorshift64*: retry jitter only, so any seed will do.
-struct Rng(u64);
+/// Retry jitter only, so any seed will do.
+struct Rng(dsync_tokio::core::rng::SplitMix64);
 
 impl Rng {
     fn new() -> Self {
-        Rng(getrandom::u64().unwrap_or(0x9e37_79b9_7f4a_7c15) | 1)
+        Rng(dsync_tokio::core::rng::SplitMix64::new(getrandom::u64().unwrap_or(0)))
     }
 
     /// Uniform in `[0, limit)` (zero for a zero limit).
     fn below(&mut self, limit: Duration) -> Duration {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        let r = self.0.wrapping_mul(0x2545_f491_4f6c_dd1d);
+        let r = self.0.next_u64();
         let nanos = limit.as_nanos() as u64;
         Duration::from_nanos(if nanos == 0 { 0 } else { r % nanos })
     }
