@@ -74,6 +74,44 @@ pub struct Report {
     pub stats: Stats,
     /// The event log, when asked for.
     pub log: Vec<String>,
+    /// Some node's clock ran at a rate outside the configured bound `Config::max_drift_ppm`
+    /// ([`Swarm::clocks_beyond_bound`]): the run broke the protocol's timing assumption.
+    pub clocks_beyond_bound: bool,
+}
+
+/// What a run proved: the verdict `dsync-sim run` and `dsync-sim replay` both print and exit by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// No violation.
+    Pass,
+    /// Every violation is excused: the clocks actually left the drift bound, and every violation is of a
+    /// kind that the bound protects ([`Kind::depends_on_drift_bound`]).
+    AssumptionBroken,
+    /// At least one violation is not excused.
+    Violation,
+}
+
+impl Report {
+    /// Whether violation `v` is excused: this run's clocks left the bound and `v`'s kind depends on it.
+    pub fn excused(&self, v: &Violation) -> bool {
+        self.clocks_beyond_bound && v.kind.depends_on_drift_bound()
+    }
+
+    /// The run's verdict.
+    pub fn verdict(&self) -> Verdict {
+        if self.violations.is_empty() {
+            Verdict::Pass
+        } else if self.violations.iter().all(|v| self.excused(v)) {
+            Verdict::AssumptionBroken
+        } else {
+            Verdict::Violation
+        }
+    }
+
+    /// The first violation that is not excused (else the first one).
+    pub fn first_unexcused(&self) -> Option<&Violation> {
+        self.violations.iter().find(|v| !self.excused(v)).or(self.violations.first())
+    }
 }
 
 /// How to run a seed.
@@ -100,6 +138,7 @@ pub fn generate(seed: u64, opts: &RunOptions) -> (Swarm, Schedule) {
 pub fn run_schedule(seed: u64, swarm: Swarm, schedule: &Schedule, opts: &RunOptions) -> Report {
     let wopts = WorldOptions { planted_bug: opts.planted_bug, log: opts.log, wire_every: opts.wire_every };
     let nodes = swarm.nodes;
+    let clocks_beyond_bound = swarm.clocks_beyond_bound();
     let mut w = World::with_schedule(swarm, seed, wopts, schedule);
     w.finish();
     Report {
@@ -110,6 +149,7 @@ pub fn run_schedule(seed: u64, swarm: Swarm, schedule: &Schedule, opts: &RunOpti
         violations: w.violations().to_vec(),
         stats: w.stats().clone(),
         log: w.log().to_vec(),
+        clocks_beyond_bound,
     }
 }
 

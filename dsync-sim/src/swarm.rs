@@ -261,6 +261,12 @@ impl Swarm {
         }
     }
 
+    /// Whether some node's clock rate error (as drawn, `drift_ppm`) exceeds the configured bound
+    /// `max_drift_ppm` that every node's `Config::max_drift_ppm` carries.
+    pub fn clocks_beyond_bound(&self) -> bool {
+        self.drift_ppm.iter().any(|p| p.unsigned_abs() > u64::from(self.max_drift_ppm))
+    }
+
     /// The lease in nanoseconds.
     pub fn lease_nanos(&self) -> u64 {
         self.lease.as_nanos() as u64

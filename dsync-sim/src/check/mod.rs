@@ -74,9 +74,14 @@ pub enum Kind {
 }
 
 impl Kind {
-    /// Whether this is a safety property that the drift assumption protects.
+    /// Whether this property rests on the clock-drift bound, so that a run whose clocks actually left the
+    /// bound may break it without a protocol bug: mutual exclusion in true time (lockers expire grants and
+    /// holders trust them by their own clocks), and so a fenced write rejected while its holder trusted its
+    /// lock. Token order (lockers' marks and floors, no clocks), leaks, late grants kept and holder queries
+    /// do not; nor does liveness, which the checker judges in true time with deadlines drawn within the
+    /// bound.
     pub fn depends_on_drift_bound(self) -> bool {
-        matches!(self, Kind::Exclusion | Kind::TokenOrder | Kind::FencedWriteRejected)
+        matches!(self, Kind::Exclusion | Kind::FencedWriteRejected)
     }
 }
 

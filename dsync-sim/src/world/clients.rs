@@ -8,7 +8,7 @@ use crate::check::HoldRecord;
 use crate::check::Kind;
 use crate::trace::Tag;
 use crate::workload::PlannedWrite;
-use dsync_core::{Duration, Instant, LockId, Mode};
+use dsync_core::{Instant, LockId, Mode};
 
 /// How a workload request ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -82,7 +82,8 @@ impl World {
         writes: Vec<PlannedWrite>,
     ) -> bool {
         let local = self.local_now(node);
-        let deadline = deadline.map(|d| local + Duration::from_nanos(d));
+        // A deadline beyond the clock's range is no deadline.
+        let deadline = deadline.and_then(|d| local.as_nanos().checked_add(d)).map(Instant::from_nanos);
         let n = self.slots[node].node.as_mut().expect("live");
         let result = n.lock(local, mode, names, deadline);
         let ok = match result {
@@ -112,7 +113,6 @@ impl World {
         }
         let inc = self.slots[i].inc;
         let end = self.slots[i].clock.to_true(valid_until.as_nanos());
-        let local = self.local_now(i).as_nanos();
         let h = self.holds.len();
         let Some(c) = self.slots[i].locks.get_mut(&lock) else { return };
         c.held = Some(h);
@@ -129,11 +129,16 @@ impl World {
         let (hold, writes, kind) = (c.hold, c.writes.clone(), c.kind);
         match kind {
             ClientKind::Workload(r) => self.outcomes[r] = RequestOutcome::Acquired(token),
-            ClientKind::Probe(p) => self.probes[p].resolved = Some((local, true)),
+            ClientKind::Probe(p) => self.probes[p].resolved = Some((now, true)),
         }
-        self.push(now + hold, Ev::Unlock { node: i, inc, lock });
+        // `hold: u64::MAX` holds until the end of the run (the stop phase releases it): no unlock event.
+        if let Some(at) = now.checked_add(hold).filter(|&at| at != u64::MAX) {
+            self.push(at, Ev::Unlock { node: i, inc, lock });
+        }
         for w in writes {
-            self.push(now + w.after, Ev::WriteCheck { hold: h, pause: w.pause });
+            if let Some(at) = now.checked_add(w.after) {
+                self.push(at, Ev::WriteCheck { hold: h, pause: w.pause });
+            }
         }
     }
 
@@ -143,11 +148,11 @@ impl World {
         if self.trace.logging() {
             self.trace.log(self.now, format!("node{i} failed {lock:?}"));
         }
-        let local = self.local_now(i).as_nanos();
+        let now = self.now;
         if let Some(c) = self.slots[i].locks.remove(&lock) {
             match c.kind {
                 ClientKind::Workload(r) => self.outcomes[r] = RequestOutcome::Failed,
-                ClientKind::Probe(p) => self.probes[p].resolved = Some((local, false)),
+                ClientKind::Probe(p) => self.probes[p].resolved = Some((now, false)),
             }
         }
     }
@@ -219,7 +224,7 @@ impl World {
         }
         // Pauses are faults: none once the network has healed.
         if pause > 0 && self.phase == super::Phase::Faults {
-            let until = self.now + pause;
+            let until = self.now.saturating_add(pause);
             let s = &mut self.slots[node];
             s.paused_until = s.paused_until.max(until);
             self.push(until, Ev::WriteLand { hold: h });

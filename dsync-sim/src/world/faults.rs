@@ -27,7 +27,7 @@ impl World {
             Fault::Pause { node, dur } => {
                 if self.slots[node].node.is_some() {
                     let s = &mut self.slots[node];
-                    s.paused_until = s.paused_until.max(self.now + dur);
+                    s.paused_until = s.paused_until.max(self.now.saturating_add(dur));
                 }
             }
             Fault::Partition { side, one_way } => {

@@ -158,6 +158,8 @@ pub struct World {
     outcomes: Vec<RequestOutcome>,
     probes: Vec<Probe>,
     query: Option<(usize, QueryId)>,
+    /// True time the clients stopped (`u64::MAX` before).
+    stopped_at: u64,
     quorum_serving: bool,
     /// Some node has served (so grants may exist): from then on the cluster has history.
     history: bool,
@@ -198,6 +200,7 @@ impl World {
             outcomes: Vec::new(),
             probes: Vec::new(),
             query: None,
+            stopped_at: u64::MAX,
             quorum_serving: true,
             history: false,
             owed: OwedReleases::default(),
