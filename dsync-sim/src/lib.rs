@@ -23,10 +23,10 @@
 //! let mut w = World::new(Swarm::calm(3), 1, WorldOptions::default());
 //! // Isolate node 0 while it holds a write lock; the others must not get it until node 0's lease ends.
 //! let a = w.add_request(Request::write(0, 1_000_000, "x", 4_000_000_000));
-//! w.add_fault(FaultEvent { at: 100_000_000, fault: Fault::Partition { side: 0b001, one_way: false } });
+//! w.add_fault(FaultEvent { at: 100_000_000, fault: Fault::Partition { side: 0b001, one_way: false } }).unwrap();
 //! let b = w.add_request(Request::write(1, 200_000_000, "x", 10_000_000));
 //! w.run_until(1_000_000_000);
-//! assert!(matches!(w.outcome(a), dsync_sim::RequestOutcome::Acquired(_)));
+//! assert!(matches!(w.outcome(a), dsync_sim::RequestOutcome::Acquired { .. }));
 //! assert_eq!(w.outcome(b), dsync_sim::RequestOutcome::Pending); // blocked by node 0's grants
 //! assert!(w.finish().is_empty(), "{:?}", w.violations());
 //! ```
@@ -49,7 +49,7 @@ pub mod workload;
 pub mod world;
 
 pub use check::{Kind, Violation};
-pub use faults::{Fault, FaultEvent, RestartKind};
+pub use faults::{Fault, FaultError, FaultEvent, RestartKind};
 pub use schedule::Schedule;
 pub use swarm::{FaultMix, PartitionShape, Swarm, SwarmOptions};
 pub use workload::{PlannedWrite, Request};
@@ -135,11 +135,16 @@ pub fn generate(seed: u64, opts: &RunOptions) -> (Swarm, Schedule) {
 }
 
 /// Runs `schedule` in `swarm` to the end and reports.
+///
+/// # Panics
+///
+/// If the schedule holds a fault [`World::add_fault`] refuses (at or after `swarm.heal_at`, or naming a
+/// node outside the cluster); generated schedules, and anything shrunk from them, never do.
 pub fn run_schedule(seed: u64, swarm: Swarm, schedule: &Schedule, opts: &RunOptions) -> Report {
     let wopts = WorldOptions { planted_bug: opts.planted_bug, log: opts.log, wire_every: opts.wire_every };
     let nodes = swarm.nodes;
     let clocks_beyond_bound = swarm.clocks_beyond_bound();
-    let mut w = World::with_schedule(swarm, seed, wopts, schedule);
+    let mut w = World::with_schedule(swarm, seed, wopts, schedule).unwrap_or_else(|e| panic!("bad schedule: {e}"));
     w.finish();
     Report {
         seed,

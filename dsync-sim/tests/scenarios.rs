@@ -28,17 +28,21 @@ fn isolated_holder_blocks_others_until_its_lease_runs_out() {
     let mut w = World::new(Swarm::calm(5), 1, WorldOptions::default());
     let holder = w.add_request(Request::write(0, 10 * MS, "x", 10 * S));
     // Cut node 0 off from everyone once it holds the lock.
-    w.add_fault(FaultEvent { at: 100 * MS, fault: Fault::Partition { side: 1, one_way: false } });
-    w.add_fault(FaultEvent { at: 8 * S, fault: Fault::Heal });
+    w.add_fault(FaultEvent { at: 100 * MS, fault: Fault::Partition { side: 1, one_way: false } }).unwrap();
+    w.add_fault(FaultEvent { at: 8 * S, fault: Fault::Heal }).unwrap();
     let mut other = Request::write(3, 200 * MS, "x", 100 * MS);
     other.deadline = Some(6 * S);
     let other = w.add_request(other);
     w.run_until(S);
-    assert!(matches!(w.outcome(holder), RequestOutcome::Acquired(_)));
+    assert!(matches!(w.outcome(holder), RequestOutcome::Acquired { .. }));
     assert_eq!(w.outcome(other), RequestOutcome::Pending, "node 0's grants still stand");
     w.run_until(7 * S);
-    let RequestOutcome::Acquired(t1) = w.outcome(holder) else { unreachable!() };
-    let RequestOutcome::Acquired(t2) = w.outcome(other) else {
+    // Cut off, node 0 could not refresh: it was told its lock is lost (after it was acquired).
+    let RequestOutcome::Lost { token: t1, acquired_at, at } = w.outcome(holder) else {
+        panic!("node 0 should have lost its lock: {:?}", w.outcome(holder))
+    };
+    assert!(acquired_at < 100 * MS && at > acquired_at && at < 3 * S, "acquired {acquired_at}, lost {at}");
+    let RequestOutcome::Acquired { token: t2, .. } = w.outcome(other) else {
         panic!("node 3 never got the lock: {:?}", w.outcome(other))
     };
     assert!(t2 > t1, "fencing tokens must grow: {t1} then {t2}");
@@ -61,11 +65,11 @@ fn readers_share_and_a_writer_waits() {
     let (a, b) = (w.add_request(r1), w.add_request(r2));
     let wr = w.add_request(Request::write(2, 50 * MS, "doc", 10 * MS));
     w.run_until(500 * MS);
-    assert!(matches!(w.outcome(a), RequestOutcome::Acquired(_)));
-    assert!(matches!(w.outcome(b), RequestOutcome::Acquired(_)));
+    assert!(matches!(w.outcome(a), RequestOutcome::Acquired { .. }));
+    assert!(matches!(w.outcome(b), RequestOutcome::Acquired { .. }));
     assert_eq!(w.outcome(wr), RequestOutcome::Pending);
     w.run_until(2 * S);
-    assert!(matches!(w.outcome(wr), RequestOutcome::Acquired(_)));
+    assert!(matches!(w.outcome(wr), RequestOutcome::Acquired { .. }));
     assert!(w.finish().is_empty(), "{:?}", w.violations());
 }
 
@@ -85,17 +89,17 @@ fn a_planted_bug_is_caught() {
 /// asks for "x". Node 1 must find history and stay out: its old grant is what node 0 relies on.
 fn wiped_rejoin(bug: Option<PlantedBug>) -> World {
     let mut w = World::new(Swarm::calm(3), 11, WorldOptions { planted_bug: bug, ..Default::default() });
-    w.add_fault(FaultEvent { at: MS, fault: Fault::Partition { side: 0b100, one_way: false } });
+    w.add_fault(FaultEvent { at: MS, fault: Fault::Partition { side: 0b100, one_way: false } }).unwrap();
     let mut holder = Request::write(0, 10 * MS, "x", 10 * S);
     holder.writes = vec![dsync_sim::PlannedWrite { after: S, pause: 0 }];
     w.add_request(holder);
-    w.add_fault(FaultEvent { at: 300 * MS, fault: Fault::Heal });
+    w.add_fault(FaultEvent { at: 300 * MS, fault: Fault::Heal }).unwrap();
     for (from, to) in [(0, 2), (2, 0)] {
-        w.add_fault(FaultEvent { at: 300 * MS, fault: Fault::Clog { from, to } });
-        w.add_fault(FaultEvent { at: 5 * S, fault: Fault::Unclog { from, to } });
+        w.add_fault(FaultEvent { at: 300 * MS, fault: Fault::Clog { from, to } }).unwrap();
+        w.add_fault(FaultEvent { at: 5 * S, fault: Fault::Unclog { from, to } }).unwrap();
     }
-    w.add_fault(FaultEvent { at: 400 * MS, fault: Fault::Crash { node: 1 } });
-    w.add_fault(FaultEvent { at: 410 * MS, fault: Fault::Restart { node: 1, kind: RestartKind::Wiped } });
+    w.add_fault(FaultEvent { at: 400 * MS, fault: Fault::Crash { node: 1 } }).unwrap();
+    w.add_fault(FaultEvent { at: 410 * MS, fault: Fault::Restart { node: 1, kind: RestartKind::Wiped } }).unwrap();
     let mut other = Request::write(2, 500 * MS, "x", 100 * MS);
     other.writes = vec![dsync_sim::PlannedWrite { after: 0, pause: 0 }];
     w.add_request(other);
@@ -122,8 +126,8 @@ fn a_brand_new_cluster_of_bootstrap_nodes_starting_within_milliseconds_serves_wi
     let mut w = World::new(swarm, 12, WorldOptions::default());
     // Nodes 1 and 2 start 2 and 4 ms after node 0 (their first starts die before anyone hears them).
     for (node, at) in [(1, 2 * MS), (2, 4 * MS)] {
-        w.add_fault(FaultEvent { at: 0, fault: Fault::Crash { node } });
-        w.add_fault(FaultEvent { at, fault: Fault::Restart { node, kind: RestartKind::Wiped } });
+        w.add_fault(FaultEvent { at: 0, fault: Fault::Crash { node } }).unwrap();
+        w.add_fault(FaultEvent { at, fault: Fault::Restart { node, kind: RestartKind::Wiped } }).unwrap();
     }
     let lock = w.add_request(Request::write(1, 10 * MS, "x", 100 * MS));
     w.run_until(S);
@@ -132,7 +136,7 @@ fn a_brand_new_cluster_of_bootstrap_nodes_starting_within_milliseconds_serves_wi
     }
     assert_eq!(w.stats().quarantined, 0, "nobody quarantined in a cluster that never granted");
     assert_eq!(w.stats().serving, 3);
-    assert!(matches!(w.outcome(lock), RequestOutcome::Acquired(1)), "{:?}", w.outcome(lock));
+    assert!(matches!(w.outcome(lock), RequestOutcome::Acquired { token: 1, .. }), "{:?}", w.outcome(lock));
     assert!(w.finish().is_empty(), "{:?}", w.violations());
 }
 
@@ -143,8 +147,8 @@ fn restarts_in_a_row(bug: Option<PlantedBug>) -> World {
     let mut w = World::new(swarm, 13, WorldOptions { planted_bug: bug, ..Default::default() });
     w.add_request(Request::write(0, 50 * MS, "x", 5 * S));
     for (crash, back) in [(500 * MS, 505 * MS), (600 * MS, 605 * MS)] {
-        w.add_fault(FaultEvent { at: crash, fault: Fault::Crash { node: 1 } });
-        w.add_fault(FaultEvent { at: back, fault: Fault::Restart { node: 1, kind: RestartKind::Wiped } });
+        w.add_fault(FaultEvent { at: crash, fault: Fault::Crash { node: 1 } }).unwrap();
+        w.add_fault(FaultEvent { at: back, fault: Fault::Restart { node: 1, kind: RestartKind::Wiped } }).unwrap();
     }
     w
 }

@@ -85,7 +85,7 @@ fn a_hold_until_released_does_not_overflow() {
     let mut w = World::new(Swarm::calm(3), 3, WorldOptions::default());
     let a = w.add_request(Request::write(0, 10 * MS, "x", u64::MAX));
     w.run_until(10 * S);
-    assert!(matches!(w.outcome(a), dsync_sim::RequestOutcome::Acquired(..)), "{:?}", w.outcome(a));
+    assert!(matches!(w.outcome(a), dsync_sim::RequestOutcome::Acquired { .. }), "{:?}", w.outcome(a));
     let h = w.holds().iter().find(|h| h.node == 0).expect("held");
     assert!(h.open && h.valid_at(w.now()), "still held and refreshed at 10 s");
     assert!(w.finish().is_empty(), "{:?}", w.violations());
