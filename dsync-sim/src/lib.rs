@@ -16,20 +16,56 @@
 //!
 //! # Writing a scenario
 //!
-//! ```
-//! use dsync_sim::{FaultEvent, Fault, Request, Swarm, World, WorldOptions};
-//! use dsync_core::Mode;
+//! Build a [`World`], schedule faults ([`World::add_fault`], refused with a [`FaultError`] if they would
+//! land at or after the heal time) and requests ([`World::add_request`]), run to a true time and look at
+//! each request's [`RequestOutcome`]: `Acquired { token, grantors, at }`, `Failed { reason, at }`, or
+//! `Lost { token, acquired_at, at }` once a held lock was lost; then [`World::finish`] runs every checker.
 //!
-//! let mut w = World::new(Swarm::calm(3), 1, WorldOptions::default());
-//! // Isolate node 0 while it holds a write lock; the others must not get it until node 0's lease ends.
-//! let a = w.add_request(Request::write(0, 1_000_000, "x", 4_000_000_000));
-//! w.add_fault(FaultEvent { at: 100_000_000, fault: Fault::Partition { side: 0b001, one_way: false } }).unwrap();
-//! let b = w.add_request(Request::write(1, 200_000_000, "x", 10_000_000));
-//! w.run_until(1_000_000_000);
-//! assert!(matches!(w.outcome(a), dsync_sim::RequestOutcome::Acquired { .. }));
-//! assert_eq!(w.outcome(b), dsync_sim::RequestOutcome::Pending); // blocked by node 0's grants
-//! assert!(w.finish().is_empty(), "{:?}", w.violations());
 //! ```
+//! use dsync_sim::{Fault, FaultError, FaultEvent, Request, RequestOutcome, RestartKind, Swarm, World, WorldOptions};
+//!
+//! const MS: u64 = 1_000_000;
+//! const S: u64 = 1_000_000_000;
+//! let mut w = World::new(Swarm::calm(3), 1, WorldOptions::default());
+//! // Node 0 takes "x" and keeps it until the run stops; then it is cut off from the others.
+//! let a = w.add_request(Request::write(0, MS, "x", Request::UNTIL_RELEASED));
+//! w.add_fault(FaultEvent { at: 100 * MS, fault: Fault::Partition { side: 0b001, one_way: false } })?;
+//! // Node 1 asks too: blocked by node 0's grants until the lockers expire them.
+//! let b = w.add_request(Request::write(1, 200 * MS, "x", 10 * MS));
+//! w.run_until(S);
+//! assert!(matches!(w.outcome(a), RequestOutcome::Acquired { token: 1, .. }));
+//! assert_eq!(w.outcome(b), RequestOutcome::Pending);
+//! w.run_until(4 * S);
+//! // Cut off, node 0 could not refresh: it learned its lock is lost, and node 1 got it with a higher token.
+//! let RequestOutcome::Lost { token, at, .. } = w.outcome(a) else { panic!("{:?}", w.outcome(a)) };
+//! assert!(token == 1 && at < 2 * S);
+//! let RequestOutcome::Acquired { token, grantors, .. } = w.outcome(b) else { panic!("{:?}", w.outcome(b)) };
+//! assert!(token > 1 && !grantors.contains(0));
+//! // Node 2 crashes and comes back with a chosen durable floor, its machine clock stepped while it was down.
+//! w.add_fault(FaultEvent { at: 5 * S, fault: Fault::Crash { node: 2 } })?;
+//! w.add_fault(FaultEvent { at: 6 * S, fault: Fault::ClockJump { node: 2, by: 30 * S as i64 } })?;
+//! w.add_fault(FaultEvent { at: 6 * S, fault: Fault::Restart { node: 2, kind: RestartKind::Floor(100) } })?;
+//! // A fault after the heal time (when every fault ends) is refused, not silently dropped.
+//! let late = FaultEvent { at: w.swarm().heal_at, fault: Fault::Heal };
+//! assert!(matches!(w.add_fault(late), Err(FaultError::AfterHeal { .. })));
+//! assert!(w.finish().is_empty(), "{:?}", w.violations());
+//! # Ok::<(), FaultError>(())
+//! ```
+//!
+//! Restarts come in five kinds ([`RestartKind`]): `Durable` and `Volatile` (with or without the floor the
+//! embedder persisted), `Floor(f)` (a chosen floor), `Wiped` (state directory lost: `Start::Bootstrap`,
+//! downgraded to `Volatile` when nobody else is running decided), and `Bootstrap` / `FirstBoot` (a fresh
+//! cluster: every node restarting so boots afresh, knowingly discarding fencing history).
+//! [`Fault::ForceUnlock`] removes every grant of a resource: the checkers stop counting the locks it hits
+//! from that moment ([`check::HoldRecord::voided`]), since force-unlock voids their guarantees.
+//!
+//! # Verdicts
+//!
+//! A run [`Verdict`] is `AssumptionBroken` (excused) only if some node's clock rate, as the swarm drew it,
+//! is outside the configured bound `Config::max_drift_ppm` *and* every violation is of a kind that rests on
+//! that bound ([`Kind::depends_on_drift_bound`]: mutual exclusion and fenced writes). Leaks, late grants
+//! kept, token order, holder queries and liveness always fail a run. `dsync-sim run` and `replay` use the
+//! same rule, so `replay` of a seed gives `run`'s verdict and exit code.
 
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]

@@ -302,6 +302,11 @@ impl World {
         i
     }
 
+    /// The world this run plays in.
+    pub fn swarm(&self) -> &Swarm {
+        &self.swarm
+    }
+
     /// How request `i` ended so far.
     pub fn outcome(&self, i: usize) -> RequestOutcome {
         self.outcomes[i]
