@@ -53,11 +53,95 @@ pub enum Fault {
         /// Receiver.
         to: usize,
     },
+    /// The machine's clock of a crashed node is set `by` nanoseconds forwards (negative: backwards) before
+    /// it restarts (an NTP step, a replaced machine). Only a node that is down: the core requires a running
+    /// node's clock to be monotonic, and a new process compares no instant with its predecessor's. Ignored
+    /// while the node runs. Its rate is unchanged.
+    ClockJump {
+        /// The node.
+        node: usize,
+        /// Nanoseconds, signed.
+        by: i64,
+    },
+    /// An administrator on `node` force-unlocks `resource` (`Node::force_unlock` with
+    /// `ForceTarget::Resource`). This voids the guarantees of every lock on `resource` held or being
+    /// acquired while the command reaches lockers: the checkers do not count such a lock against mutual
+    /// exclusion or the fenced register from the moment a locker removed grants for it (see
+    /// [`crate::check::HoldRecord::voided`]).
+    ForceUnlock {
+        /// The node that issues the command.
+        node: usize,
+        /// The resource.
+        resource: String,
+    },
 }
+
+impl Fault {
+    /// The nodes the fault names (for validation).
+    pub fn nodes(&self) -> Vec<usize> {
+        match *self {
+            Fault::Crash { node }
+            | Fault::Restart { node, .. }
+            | Fault::Pause { node, .. }
+            | Fault::ClockJump { node, .. }
+            | Fault::ForceUnlock { node, .. } => vec![node],
+            Fault::Clog { from, to } | Fault::Unclog { from, to } => vec![from, to],
+            Fault::Partition { .. } | Fault::Heal => vec![],
+        }
+    }
+}
+
+/// Why [`crate::World::add_fault`] refused a fault.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FaultError {
+    /// The fault would land at or after the heal time (or the heal phase has begun): the heal phase ends
+    /// every partition, clog and pause and restarts crashed nodes, and no fault applies after it.
+    AfterHeal {
+        /// When the fault would land, true nanoseconds.
+        at: u64,
+        /// The world's heal time, true nanoseconds.
+        heal_at: u64,
+    },
+    /// The fault names a node outside the cluster.
+    NoSuchNode {
+        /// The index given.
+        node: usize,
+        /// The cluster size.
+        nodes: usize,
+    },
+}
+
+impl fmt::Display for FaultError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FaultError::AfterHeal { at, heal_at } => write!(
+                f,
+                "fault at {:.6}s lands at or after the heal time {:.6}s, when every fault ends",
+                *at as f64 / 1e9,
+                *heal_at as f64 / 1e9
+            ),
+            FaultError::NoSuchNode { node, nodes } => write!(f, "node {node} is not in the cluster of {nodes} nodes"),
+        }
+    }
+}
+
+impl std::error::Error for FaultError {}
 
 /// What a restarted node still has, and so how it starts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RestartKind {
+    /// `Start::Restart` with exactly this durable floor (as if the embedder had persisted it), whatever
+    /// the world's `persist_floor`. A floor below what the node's locker granted is a broken embedder.
+    Floor(u64),
+    /// The node's state is wiped and it starts as a *fresh cluster's* node, `Start::Bootstrap`, without the
+    /// world's `Wiped` downgrade: when every node restarts so, the cluster boots afresh (PROTOCOL.md §6.5).
+    /// Fencing history is then knowingly discarded: tokens start over, and the token-order checker, which
+    /// compares every write lock of the run, flags a later lock whose token is not above an earlier one.
+    Bootstrap,
+    /// The node's state is wiped and it starts as `Start::FirstBoot`: asserted first boot of a new cluster.
+    /// Only correct when every node restarts so and no grant of the old cluster is still believed; the
+    /// same caveat on fencing history as [`RestartKind::Bootstrap`] applies.
+    FirstBoot,
     /// `Start::Restart` with the floor its embedder persisted (only with `persist_floor`, else as `Volatile`).
     Durable,
     /// `Start::Restart` without a durable floor.

@@ -16,20 +16,56 @@
 //!
 //! # Writing a scenario
 //!
-//! ```
-//! use dsync_sim::{FaultEvent, Fault, Request, Swarm, World, WorldOptions};
-//! use dsync_core::Mode;
+//! Build a [`World`], schedule faults ([`World::add_fault`], refused with a [`FaultError`] if they would
+//! land at or after the heal time) and requests ([`World::add_request`]), run to a true time and look at
+//! each request's [`RequestOutcome`]: `Acquired { token, grantors, at }`, `Failed { reason, at }`, or
+//! `Lost { token, acquired_at, at }` once a held lock was lost; then [`World::finish`] runs every checker.
 //!
-//! let mut w = World::new(Swarm::calm(3), 1, WorldOptions::default());
-//! // Isolate node 0 while it holds a write lock; the others must not get it until node 0's lease ends.
-//! let a = w.add_request(Request::write(0, 1_000_000, "x", 4_000_000_000));
-//! w.add_fault(FaultEvent { at: 100_000_000, fault: Fault::Partition { side: 0b001, one_way: false } });
-//! let b = w.add_request(Request::write(1, 200_000_000, "x", 10_000_000));
-//! w.run_until(1_000_000_000);
-//! assert!(matches!(w.outcome(a), dsync_sim::RequestOutcome::Acquired(_)));
-//! assert_eq!(w.outcome(b), dsync_sim::RequestOutcome::Pending); // blocked by node 0's grants
-//! assert!(w.finish().is_empty(), "{:?}", w.violations());
 //! ```
+//! use dsync_sim::{Fault, FaultError, FaultEvent, Request, RequestOutcome, RestartKind, Swarm, World, WorldOptions};
+//!
+//! const MS: u64 = 1_000_000;
+//! const S: u64 = 1_000_000_000;
+//! let mut w = World::new(Swarm::calm(3), 1, WorldOptions::default());
+//! // Node 0 takes "x" and keeps it until the run stops; then it is cut off from the others.
+//! let a = w.add_request(Request::write(0, MS, "x", Request::UNTIL_RELEASED));
+//! w.add_fault(FaultEvent { at: 100 * MS, fault: Fault::Partition { side: 0b001, one_way: false } })?;
+//! // Node 1 asks too: blocked by node 0's grants until the lockers expire them.
+//! let b = w.add_request(Request::write(1, 200 * MS, "x", 10 * MS));
+//! w.run_until(S);
+//! assert!(matches!(w.outcome(a), RequestOutcome::Acquired { token: 1, .. }));
+//! assert_eq!(w.outcome(b), RequestOutcome::Pending);
+//! w.run_until(4 * S);
+//! // Cut off, node 0 could not refresh: it learned its lock is lost, and node 1 got it with a higher token.
+//! let RequestOutcome::Lost { token, at, .. } = w.outcome(a) else { panic!("{:?}", w.outcome(a)) };
+//! assert!(token == 1 && at < 2 * S);
+//! let RequestOutcome::Acquired { token, grantors, .. } = w.outcome(b) else { panic!("{:?}", w.outcome(b)) };
+//! assert!(token > 1 && !grantors.contains(0));
+//! // Node 2 crashes and comes back with a chosen durable floor, its machine clock stepped while it was down.
+//! w.add_fault(FaultEvent { at: 5 * S, fault: Fault::Crash { node: 2 } })?;
+//! w.add_fault(FaultEvent { at: 6 * S, fault: Fault::ClockJump { node: 2, by: 30 * S as i64 } })?;
+//! w.add_fault(FaultEvent { at: 6 * S, fault: Fault::Restart { node: 2, kind: RestartKind::Floor(100) } })?;
+//! // A fault after the heal time (when every fault ends) is refused, not silently dropped.
+//! let late = FaultEvent { at: w.swarm().heal_at, fault: Fault::Heal };
+//! assert!(matches!(w.add_fault(late), Err(FaultError::AfterHeal { .. })));
+//! assert!(w.finish().is_empty(), "{:?}", w.violations());
+//! # Ok::<(), FaultError>(())
+//! ```
+//!
+//! Restarts come in five kinds ([`RestartKind`]): `Durable` and `Volatile` (with or without the floor the
+//! embedder persisted), `Floor(f)` (a chosen floor), `Wiped` (state directory lost: `Start::Bootstrap`,
+//! downgraded to `Volatile` when nobody else is running decided), and `Bootstrap` / `FirstBoot` (a fresh
+//! cluster: every node restarting so boots afresh, knowingly discarding fencing history).
+//! [`Fault::ForceUnlock`] removes every grant of a resource: the checkers stop counting the locks it hits
+//! from that moment ([`check::HoldRecord::voided`]), since force-unlock voids their guarantees.
+//!
+//! # Verdicts
+//!
+//! A run [`Verdict`] is `AssumptionBroken` (excused) only if some node's clock rate, as the swarm drew it,
+//! is outside the configured bound `Config::max_drift_ppm` *and* every violation is of a kind that rests on
+//! that bound ([`Kind::depends_on_drift_bound`]: mutual exclusion and fenced writes). Leaks, late grants
+//! kept, token order, holder queries and liveness always fail a run. `dsync-sim run` and `replay` use the
+//! same rule, so `replay` of a seed gives `run`'s verdict and exit code.
 
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
@@ -49,7 +85,7 @@ pub mod workload;
 pub mod world;
 
 pub use check::{Kind, Violation};
-pub use faults::{Fault, FaultEvent, RestartKind};
+pub use faults::{Fault, FaultError, FaultEvent, RestartKind};
 pub use schedule::Schedule;
 pub use swarm::{FaultMix, PartitionShape, Swarm, SwarmOptions};
 pub use workload::{PlannedWrite, Request};
@@ -74,6 +110,44 @@ pub struct Report {
     pub stats: Stats,
     /// The event log, when asked for.
     pub log: Vec<String>,
+    /// Some node's clock ran at a rate outside the configured bound `Config::max_drift_ppm`
+    /// ([`Swarm::clocks_beyond_bound`]): the run broke the protocol's timing assumption.
+    pub clocks_beyond_bound: bool,
+}
+
+/// What a run proved: the verdict `dsync-sim run` and `dsync-sim replay` both print and exit by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// No violation.
+    Pass,
+    /// Every violation is excused: the clocks actually left the drift bound, and every violation is of a
+    /// kind that the bound protects ([`Kind::depends_on_drift_bound`]).
+    AssumptionBroken,
+    /// At least one violation is not excused.
+    Violation,
+}
+
+impl Report {
+    /// Whether violation `v` is excused: this run's clocks left the bound and `v`'s kind depends on it.
+    pub fn excused(&self, v: &Violation) -> bool {
+        self.clocks_beyond_bound && v.kind.depends_on_drift_bound()
+    }
+
+    /// The run's verdict.
+    pub fn verdict(&self) -> Verdict {
+        if self.violations.is_empty() {
+            Verdict::Pass
+        } else if self.violations.iter().all(|v| self.excused(v)) {
+            Verdict::AssumptionBroken
+        } else {
+            Verdict::Violation
+        }
+    }
+
+    /// The first violation that is not excused (else the first one).
+    pub fn first_unexcused(&self) -> Option<&Violation> {
+        self.violations.iter().find(|v| !self.excused(v)).or(self.violations.first())
+    }
 }
 
 /// How to run a seed.
@@ -97,10 +171,16 @@ pub fn generate(seed: u64, opts: &RunOptions) -> (Swarm, Schedule) {
 }
 
 /// Runs `schedule` in `swarm` to the end and reports.
+///
+/// # Panics
+///
+/// If the schedule holds a fault [`World::add_fault`] refuses (at or after `swarm.heal_at`, or naming a
+/// node outside the cluster); generated schedules, and anything shrunk from them, never do.
 pub fn run_schedule(seed: u64, swarm: Swarm, schedule: &Schedule, opts: &RunOptions) -> Report {
     let wopts = WorldOptions { planted_bug: opts.planted_bug, log: opts.log, wire_every: opts.wire_every };
     let nodes = swarm.nodes;
-    let mut w = World::with_schedule(swarm, seed, wopts, schedule);
+    let clocks_beyond_bound = swarm.clocks_beyond_bound();
+    let mut w = World::with_schedule(swarm, seed, wopts, schedule).unwrap_or_else(|e| panic!("bad schedule: {e}"));
     w.finish();
     Report {
         seed,
@@ -110,6 +190,7 @@ pub fn run_schedule(seed: u64, swarm: Swarm, schedule: &Schedule, opts: &RunOpti
         violations: w.violations().to_vec(),
         stats: w.stats().clone(),
         log: w.log().to_vec(),
+        clocks_beyond_bound,
     }
 }
 

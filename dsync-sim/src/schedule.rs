@@ -26,7 +26,53 @@ pub fn generate(seed: u64, nodes: usize, opts: SwarmOptions) -> (Swarm, Schedule
     let (swarm, mut s) = Swarm::draw(seed, nodes, opts);
     let mut schedule = Schedule { faults: faults::draw(&mut s, &swarm), requests: workload::draw(&mut s, &swarm) };
     draw_ambushes(&swarm, &mut Rng::new(seed, 5), &mut schedule);
+    draw_admin(&swarm, &mut Rng::new(seed, 7), &mut schedule);
+    // An episode's closing heal may fall after the heal time; the heal phase ends it then (such faults were
+    // always no-ops, and `World::add_fault` refuses them).
+    schedule.faults.retain(|f| f.at < swarm.heal_at);
     (swarm, schedule)
+}
+
+/// Operators' actions, each on or off per seed (`FaultMix::force_unlocks_per_10s`,
+/// `FaultMix::clock_jump_prob`): force-unlocks of hot and cold resources at random times from random
+/// nodes, and the machine clock of a restarting node stepped before it starts. Drawn from their own stream
+/// and inserted at their times (a stable sort keeps everything else in order), so a seed with both off
+/// plays exactly what it played before they existed.
+fn draw_admin(sw: &Swarm, r: &mut Rng, sch: &mut Schedule) {
+    let mix = &sw.faults;
+    let mut added = false;
+    if mix.force_unlocks_per_10s > 0.0 {
+        let rate = mix.force_unlocks_per_10s / (10 * S) as f64;
+        let mut t = 0f64;
+        loop {
+            t += -(1.0 - r.unit()).ln() / rate;
+            if t >= sw.heal_at as f64 {
+                break;
+            }
+            let resource = if r.chance(0.5) { format!("h{}", r.below(3)) } else { format!("c{}", r.below(200)) };
+            let node = r.below(sw.nodes as u64) as usize;
+            sch.faults.push(FaultEvent { at: t as u64, fault: Fault::ForceUnlock { node, resource } });
+            added = true;
+        }
+    }
+    if mix.clock_jump_prob > 0.0 {
+        let mut out = Vec::with_capacity(sch.faults.len());
+        for f in sch.faults.drain(..) {
+            if let Fault::Restart { node, .. } = f.fault {
+                if r.chance(mix.clock_jump_prob) {
+                    let by = r.log_range(MS, 3600 * S) as i64;
+                    let by = if r.chance(0.5) { by } else { -by };
+                    out.push(FaultEvent { at: f.at, fault: Fault::ClockJump { node, by } });
+                    added = true;
+                }
+            }
+            out.push(f);
+        }
+        sch.faults = out;
+    }
+    if added {
+        sch.faults.sort_by_key(|f| f.at); // stable
+    }
 }
 
 /// Ambushes: the victim takes a long write lock on a hot resource, is then cut off for longer than a

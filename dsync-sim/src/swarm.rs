@@ -72,6 +72,10 @@ pub struct FaultMix {
     pub wipe_wave_prob: f64,
     /// Probability that the victim is cut off during a wipe wave.
     pub wipe_wave_cut_prob: f64,
+    /// Force-unlocks (`Fault::ForceUnlock`, of hot and cold resources) per 10 s.
+    pub force_unlocks_per_10s: f64,
+    /// Probability that a restarting node's machine clock is stepped (`Fault::ClockJump`, ±1 ms … 1 h).
+    pub clock_jump_prob: f64,
 }
 
 /// The shape of a random partition.
@@ -119,6 +123,8 @@ impl FaultMix {
             ambush_prob: 0.0,
             wipe_wave_prob: 0.0,
             wipe_wave_cut_prob: 0.0,
+            force_unlocks_per_10s: 0.0,
+            clock_jump_prob: 0.0,
         }
     }
 
@@ -148,6 +154,8 @@ impl FaultMix {
             ambush_prob: 0.5,
             wipe_wave_prob: 0.6,
             wipe_wave_cut_prob: 0.5,
+            force_unlocks_per_10s: 0.0,
+            clock_jump_prob: 0.0,
         }
     }
 }
@@ -167,6 +175,10 @@ impl Swarm {
         let mut swarm = Swarm::draw_world(&mut Rng::new(seed, 1), n, opts);
         let mut s = Rng::new(seed, 2);
         swarm.faults = FaultMix::draw(&mut s, n);
+        // Operators' actions came later: their own stream, so every other draw stays as it was.
+        let mut a = Rng::new(seed, 6);
+        swarm.faults.force_unlocks_per_10s = if a.chance(0.3) { a.unit() * 4.0 } else { 0.0 };
+        swarm.faults.clock_jump_prob = if a.chance(0.4) { a.unit() } else { 0.0 };
         (swarm, s)
     }
 
@@ -261,6 +273,12 @@ impl Swarm {
         }
     }
 
+    /// Whether some node's clock rate error (as drawn, `drift_ppm`) exceeds the configured bound
+    /// `max_drift_ppm` that every node's `Config::max_drift_ppm` carries.
+    pub fn clocks_beyond_bound(&self) -> bool {
+        self.drift_ppm.iter().any(|p| p.unsigned_abs() > u64::from(self.max_drift_ppm))
+    }
+
     /// The lease in nanoseconds.
     pub fn lease_nanos(&self) -> u64 {
         self.lease.as_nanos() as u64
@@ -306,6 +324,8 @@ impl fmt::Display for Swarm {
         writeln!(f, "  ambush_prob          {:.3}", m.ambush_prob)?;
         writeln!(f, "  wipe_wave_prob       {:.3}", m.wipe_wave_prob)?;
         writeln!(f, "  wipe_wave_cut_prob   {:.3}", m.wipe_wave_cut_prob)?;
+        writeln!(f, "  force_unlocks_per_10s {:.3}", m.force_unlocks_per_10s)?;
+        writeln!(f, "  clock_jump_prob      {:.3}", m.clock_jump_prob)?;
         let s = &self.partition;
         writeln!(f, "  partition.isolate_victim_prob {:.3}", s.isolate_victim_prob)?;
         writeln!(f, "  partition.isolate_one_prob    {:.3}", s.isolate_one_prob)?;

@@ -30,7 +30,8 @@ pub struct Request {
     pub mode: Mode,
     /// Resource names.
     pub resources: Vec<String>,
-    /// How long the client holds the lock once acquired (true nanoseconds).
+    /// How long the client holds the lock once acquired (true nanoseconds);
+    /// [`Request::UNTIL_RELEASED`] (`u64::MAX`) holds it until the clients stop at the end of the run.
     pub hold: u64,
     /// Deadline relative to the request, on the node's clock; `None`: keep trying.
     pub deadline: Option<u64>,
@@ -105,6 +106,9 @@ pub fn draw(r: &mut Rng, swarm: &Swarm) -> Vec<Request> {
 }
 
 impl Request {
+    /// A `hold` that never ends by itself: the lock is kept (and refreshed) until the stop phase.
+    pub const UNTIL_RELEASED: u64 = u64::MAX;
+
     /// A write lock on one resource by `node` at true time `at`, held for `hold`, no deadline, no writes.
     pub fn write(node: usize, at: u64, resource: &str, hold: u64) -> Request {
         Request {

@@ -2,8 +2,8 @@
 
 use dsync_core::{Mode, ServingState};
 use dsync_sim::{
-    run_seed, Fault, FaultEvent, Kind, PlantedBug, Request, RequestOutcome, RestartKind, RunOptions, Swarm, World,
-    WorldOptions,
+    run_seed, Fault, FaultError, FaultEvent, Kind, PlantedBug, Request, RequestOutcome, RestartKind, RunOptions, Swarm,
+    World, WorldOptions,
 };
 
 const MS: u64 = 1_000_000;
@@ -28,17 +28,21 @@ fn isolated_holder_blocks_others_until_its_lease_runs_out() {
     let mut w = World::new(Swarm::calm(5), 1, WorldOptions::default());
     let holder = w.add_request(Request::write(0, 10 * MS, "x", 10 * S));
     // Cut node 0 off from everyone once it holds the lock.
-    w.add_fault(FaultEvent { at: 100 * MS, fault: Fault::Partition { side: 1, one_way: false } });
-    w.add_fault(FaultEvent { at: 8 * S, fault: Fault::Heal });
+    w.add_fault(FaultEvent { at: 100 * MS, fault: Fault::Partition { side: 1, one_way: false } }).unwrap();
+    w.add_fault(FaultEvent { at: 8 * S, fault: Fault::Heal }).unwrap();
     let mut other = Request::write(3, 200 * MS, "x", 100 * MS);
     other.deadline = Some(6 * S);
     let other = w.add_request(other);
     w.run_until(S);
-    assert!(matches!(w.outcome(holder), RequestOutcome::Acquired(_)));
+    assert!(matches!(w.outcome(holder), RequestOutcome::Acquired { .. }));
     assert_eq!(w.outcome(other), RequestOutcome::Pending, "node 0's grants still stand");
     w.run_until(7 * S);
-    let RequestOutcome::Acquired(t1) = w.outcome(holder) else { unreachable!() };
-    let RequestOutcome::Acquired(t2) = w.outcome(other) else {
+    // Cut off, node 0 could not refresh: it was told its lock is lost (after it was acquired).
+    let RequestOutcome::Lost { token: t1, acquired_at, at } = w.outcome(holder) else {
+        panic!("node 0 should have lost its lock: {:?}", w.outcome(holder))
+    };
+    assert!(acquired_at < 100 * MS && at > acquired_at && at < 3 * S, "acquired {acquired_at}, lost {at}");
+    let RequestOutcome::Acquired { token: t2, .. } = w.outcome(other) else {
         panic!("node 3 never got the lock: {:?}", w.outcome(other))
     };
     assert!(t2 > t1, "fencing tokens must grow: {t1} then {t2}");
@@ -61,11 +65,11 @@ fn readers_share_and_a_writer_waits() {
     let (a, b) = (w.add_request(r1), w.add_request(r2));
     let wr = w.add_request(Request::write(2, 50 * MS, "doc", 10 * MS));
     w.run_until(500 * MS);
-    assert!(matches!(w.outcome(a), RequestOutcome::Acquired(_)));
-    assert!(matches!(w.outcome(b), RequestOutcome::Acquired(_)));
+    assert!(matches!(w.outcome(a), RequestOutcome::Acquired { .. }));
+    assert!(matches!(w.outcome(b), RequestOutcome::Acquired { .. }));
     assert_eq!(w.outcome(wr), RequestOutcome::Pending);
     w.run_until(2 * S);
-    assert!(matches!(w.outcome(wr), RequestOutcome::Acquired(_)));
+    assert!(matches!(w.outcome(wr), RequestOutcome::Acquired { .. }));
     assert!(w.finish().is_empty(), "{:?}", w.violations());
 }
 
@@ -85,17 +89,17 @@ fn a_planted_bug_is_caught() {
 /// asks for "x". Node 1 must find history and stay out: its old grant is what node 0 relies on.
 fn wiped_rejoin(bug: Option<PlantedBug>) -> World {
     let mut w = World::new(Swarm::calm(3), 11, WorldOptions { planted_bug: bug, ..Default::default() });
-    w.add_fault(FaultEvent { at: MS, fault: Fault::Partition { side: 0b100, one_way: false } });
+    w.add_fault(FaultEvent { at: MS, fault: Fault::Partition { side: 0b100, one_way: false } }).unwrap();
     let mut holder = Request::write(0, 10 * MS, "x", 10 * S);
     holder.writes = vec![dsync_sim::PlannedWrite { after: S, pause: 0 }];
     w.add_request(holder);
-    w.add_fault(FaultEvent { at: 300 * MS, fault: Fault::Heal });
+    w.add_fault(FaultEvent { at: 300 * MS, fault: Fault::Heal }).unwrap();
     for (from, to) in [(0, 2), (2, 0)] {
-        w.add_fault(FaultEvent { at: 300 * MS, fault: Fault::Clog { from, to } });
-        w.add_fault(FaultEvent { at: 5 * S, fault: Fault::Unclog { from, to } });
+        w.add_fault(FaultEvent { at: 300 * MS, fault: Fault::Clog { from, to } }).unwrap();
+        w.add_fault(FaultEvent { at: 5 * S, fault: Fault::Unclog { from, to } }).unwrap();
     }
-    w.add_fault(FaultEvent { at: 400 * MS, fault: Fault::Crash { node: 1 } });
-    w.add_fault(FaultEvent { at: 410 * MS, fault: Fault::Restart { node: 1, kind: RestartKind::Wiped } });
+    w.add_fault(FaultEvent { at: 400 * MS, fault: Fault::Crash { node: 1 } }).unwrap();
+    w.add_fault(FaultEvent { at: 410 * MS, fault: Fault::Restart { node: 1, kind: RestartKind::Wiped } }).unwrap();
     let mut other = Request::write(2, 500 * MS, "x", 100 * MS);
     other.writes = vec![dsync_sim::PlannedWrite { after: 0, pause: 0 }];
     w.add_request(other);
@@ -122,8 +126,8 @@ fn a_brand_new_cluster_of_bootstrap_nodes_starting_within_milliseconds_serves_wi
     let mut w = World::new(swarm, 12, WorldOptions::default());
     // Nodes 1 and 2 start 2 and 4 ms after node 0 (their first starts die before anyone hears them).
     for (node, at) in [(1, 2 * MS), (2, 4 * MS)] {
-        w.add_fault(FaultEvent { at: 0, fault: Fault::Crash { node } });
-        w.add_fault(FaultEvent { at, fault: Fault::Restart { node, kind: RestartKind::Wiped } });
+        w.add_fault(FaultEvent { at: 0, fault: Fault::Crash { node } }).unwrap();
+        w.add_fault(FaultEvent { at, fault: Fault::Restart { node, kind: RestartKind::Wiped } }).unwrap();
     }
     let lock = w.add_request(Request::write(1, 10 * MS, "x", 100 * MS));
     w.run_until(S);
@@ -132,7 +136,7 @@ fn a_brand_new_cluster_of_bootstrap_nodes_starting_within_milliseconds_serves_wi
     }
     assert_eq!(w.stats().quarantined, 0, "nobody quarantined in a cluster that never granted");
     assert_eq!(w.stats().serving, 3);
-    assert!(matches!(w.outcome(lock), RequestOutcome::Acquired(1)), "{:?}", w.outcome(lock));
+    assert!(matches!(w.outcome(lock), RequestOutcome::Acquired { token: 1, .. }), "{:?}", w.outcome(lock));
     assert!(w.finish().is_empty(), "{:?}", w.violations());
 }
 
@@ -143,8 +147,8 @@ fn restarts_in_a_row(bug: Option<PlantedBug>) -> World {
     let mut w = World::new(swarm, 13, WorldOptions { planted_bug: bug, ..Default::default() });
     w.add_request(Request::write(0, 50 * MS, "x", 5 * S));
     for (crash, back) in [(500 * MS, 505 * MS), (600 * MS, 605 * MS)] {
-        w.add_fault(FaultEvent { at: crash, fault: Fault::Crash { node: 1 } });
-        w.add_fault(FaultEvent { at: back, fault: Fault::Restart { node: 1, kind: RestartKind::Wiped } });
+        w.add_fault(FaultEvent { at: crash, fault: Fault::Crash { node: 1 } }).unwrap();
+        w.add_fault(FaultEvent { at: back, fault: Fault::Restart { node: 1, kind: RestartKind::Wiped } }).unwrap();
     }
     w
 }
@@ -160,4 +164,125 @@ fn two_wiped_restarts_in_a_row_each_find_history() {
     let mut bad = restarts_in_a_row(Some(PlantedBug::VouchAnyIncarnation));
     bad.run_until(700 * MS);
     assert_eq!(bad.stats().quarantined, 0, "vouching any incarnation lets the wiped node boot");
+}
+
+// ----- the scenario API: outcomes, restarts, clock jumps, force-unlock, refused faults -----
+
+#[test]
+fn outcomes_report_grantors_failure_reasons_and_times() {
+    let mut w = World::new(Swarm::calm(3), 21, WorldOptions::default());
+    let a = w.add_request(Request::write(0, 10 * MS, "x", Request::UNTIL_RELEASED));
+    let mut b = Request::write(1, 100 * MS, "x", 10 * MS);
+    b.deadline = Some(300 * MS);
+    let b = w.add_request(b);
+    w.run_until(S);
+    let RequestOutcome::Acquired { token, grantors, at } = w.outcome(a) else { panic!("{:?}", w.outcome(a)) };
+    assert_eq!(token, 1);
+    assert!(grantors.len() >= 2 && grantors.contains(0), "a write quorum of 3 granted: {grantors:?}");
+    assert!((10 * MS..100 * MS).contains(&at), "acquired at {at}");
+    let RequestOutcome::Failed { reason, at } = w.outcome(b) else { panic!("{:?}", w.outcome(b)) };
+    assert_eq!(reason, dsync_core::FailReason::Timeout);
+    assert!((300 * MS..450 * MS).contains(&at), "failed at {at}: its deadline was 300 ms after 100 ms");
+    assert_eq!(w.outcome(a).token(), Some(1));
+    assert!(w.finish().is_empty(), "{:?}", w.violations());
+}
+
+#[test]
+fn a_fault_after_the_heal_time_or_on_no_node_is_refused() {
+    let swarm = Swarm::calm(3);
+    let heal_at = swarm.heal_at;
+    let mut w = World::new(swarm, 22, WorldOptions::default());
+    let late = FaultEvent { at: heal_at, fault: Fault::Crash { node: 0 } };
+    assert_eq!(w.add_fault(late), Err(FaultError::AfterHeal { at: heal_at, heal_at }));
+    let ghost = FaultEvent { at: S, fault: Fault::Crash { node: 3 } };
+    assert_eq!(w.add_fault(ghost), Err(FaultError::NoSuchNode { node: 3, nodes: 3 }));
+    assert!(w.add_fault(FaultEvent { at: heal_at - 1, fault: Fault::Crash { node: 0 } }).is_ok());
+    w.run_until(heal_at + S);
+    // Once healed, even a fault "in the past" would land now, after the heal time.
+    let now = w.now();
+    assert_eq!(w.add_fault(FaultEvent { at: 0, fault: Fault::Heal }), Err(FaultError::AfterHeal { at: now, heal_at }));
+    assert!(w.finish().is_empty(), "{:?}", w.violations());
+}
+
+#[test]
+fn a_restart_with_a_chosen_floor_proposes_tokens_above_it() {
+    let mut w = World::new(Swarm::calm(3), 23, WorldOptions::default());
+    w.add_fault(FaultEvent { at: 100 * MS, fault: Fault::Crash { node: 0 } }).unwrap();
+    w.add_fault(FaultEvent { at: 200 * MS, fault: Fault::Restart { node: 0, kind: RestartKind::Floor(1000) } })
+        .unwrap();
+    let a = w.add_request(Request::write(0, 5 * S, "x", 100 * MS));
+    w.run_until(6 * S);
+    assert!(w.outcome(a).token().is_some_and(|t| t > 1000), "{:?}", w.outcome(a));
+    assert!(w.finish().is_empty(), "{:?}", w.violations());
+}
+
+/// Every node of a cluster that never granted restarts with its state wiped, as `kind`: the cluster boots
+/// afresh, nobody quarantines, and the first lock gets token 1 again.
+fn fresh_cluster(kind: RestartKind) -> World {
+    let mut w = World::new(Swarm::calm(3), 24, WorldOptions::default());
+    for node in 0..3 {
+        w.add_fault(FaultEvent { at: S, fault: Fault::Crash { node } }).unwrap();
+        w.add_fault(FaultEvent { at: S + 10 * MS * node as u64, fault: Fault::Restart { node, kind } }).unwrap();
+    }
+    w
+}
+
+#[test]
+fn a_whole_cluster_restarts_as_a_fresh_cluster() {
+    for kind in [RestartKind::Bootstrap, RestartKind::FirstBoot] {
+        let mut w = fresh_cluster(kind);
+        let a = w.add_request(Request::write(1, 2 * S, "x", 100 * MS));
+        w.run_until(3 * S);
+        assert_eq!(w.stats().quarantined, 0, "{kind:?}: a fresh cluster does not quarantine");
+        assert_eq!(w.outcome(a).token(), Some(1), "{kind:?}: {:?}", w.outcome(a));
+        assert!(w.finish().is_empty(), "{kind:?}: {:?}", w.violations());
+    }
+    // As `Wiped`, the last node to restart would have found nobody decided, and the world restarts it as
+    // `Volatile` instead: it must learn its floor from peers, so the cluster quarantines.
+    let mut w = fresh_cluster(RestartKind::Wiped);
+    w.run_until(3 * S);
+    assert!(w.stats().quarantined > 0);
+}
+
+#[test]
+fn a_clock_jump_steps_a_crashed_nodes_machine_clock() {
+    let mut w = World::new(Swarm::calm(3), 25, WorldOptions::default());
+    let (hour, back) = (3600 * S, 100 * S);
+    w.add_fault(FaultEvent { at: 100 * MS, fault: Fault::ClockJump { node: 1, by: hour as i64 } }).unwrap(); // running: ignored
+    w.add_fault(FaultEvent { at: 200 * MS, fault: Fault::Crash { node: 2 } }).unwrap();
+    w.add_fault(FaultEvent { at: 300 * MS, fault: Fault::ClockJump { node: 2, by: -(back as i64) } }).unwrap();
+    w.add_fault(FaultEvent { at: 300 * MS, fault: Fault::Restart { node: 2, kind: RestartKind::Volatile } }).unwrap();
+    let before: Vec<u64> = (0..3).map(|i| w.local_now(i).as_nanos()).collect();
+    w.run_until(S);
+    let after: Vec<u64> = (0..3).map(|i| w.local_now(i).as_nanos()).collect();
+    assert_eq!(after[1] - before[1], S, "a running node's clock is never stepped");
+    assert_eq!(before[2] - after[2], back - S, "node 2's clock went back 100 s while it was down");
+    let a = w.add_request(Request::write(2, 5 * S, "x", 100 * MS));
+    w.run_until(6 * S);
+    assert!(w.outcome(a).token().is_some(), "{:?}", w.outcome(a));
+    assert!(w.finish().is_empty(), "{:?}", w.violations());
+}
+
+/// Node 0 holds "x"; an operator on node 1 force-unlocks it, and node 2 gets "x" at once, while node 0
+/// still trusts its lock until its next refresh tells it the lock is lost. Force-unlock voids the
+/// guarantees of what it removes, so that overlap is not a mutual-exclusion violation; the checkers still
+/// see everything after it.
+#[test]
+fn a_force_unlock_voids_the_lock_it_removes_until_its_holder_learns_lost() {
+    let mut w = World::new(Swarm::calm(3), 26, WorldOptions::default());
+    let a = w.add_request(Request::write(0, 10 * MS, "x", 10 * S));
+    let force = Fault::ForceUnlock { node: 1, resource: "x".into() };
+    w.add_fault(FaultEvent { at: 300 * MS, fault: force }).unwrap();
+    let b = w.add_request(Request::write(2, 310 * MS, "x", 100 * MS));
+    w.run_until(2 * S);
+    assert!(matches!(w.outcome(a), RequestOutcome::Lost { .. }), "{:?}", w.outcome(a));
+    assert!(w.outcome(b).token() > w.outcome(a).token(), "{:?} then {:?}", w.outcome(a), w.outcome(b));
+    let h0 = w.holds().iter().find(|h| h.node == 0).unwrap().clone();
+    let h2 = w.holds().iter().find(|h| h.node == 2).unwrap().clone();
+    let voided = h0.voided.expect("node 0's lock was voided");
+    assert!((300 * MS..310 * MS).contains(&voided), "voided at {voided}");
+    let start2 = h2.intervals[0].0;
+    assert!(h0.valid_at(start2), "node 0 still believed its lock when node 2 got it (the overlap)");
+    assert!(!h0.trusted_at(start2) && h2.voided.is_none());
+    assert!(w.finish().is_empty(), "{:?}", w.violations());
 }

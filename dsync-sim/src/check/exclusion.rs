@@ -1,5 +1,6 @@
 //! Mutual exclusion in true time: no two conflicting holders (write/write or write/read) on a shared
-//! resource may believe their locks valid at the same true instant.
+//! resource may believe their locks valid at the same true instant. A lock voided by a force-unlock
+//! counts only until it was voided ([`HoldRecord::trusted_intervals`]).
 
 use super::{conflicts, HoldRecord, Kind, Violation};
 
@@ -8,11 +9,9 @@ use super::{conflicts, HoldRecord, Kind, Violation};
 pub fn check(holds: &[HoldRecord], names: &[String], cap: usize) -> Vec<Violation> {
     let mut per_res: Vec<Vec<(u64, u64, usize)>> = vec![Vec::new(); names.len()];
     for (h, rec) in holds.iter().enumerate() {
-        for &(s, e) in &rec.intervals {
-            if s < e {
-                for &r in &rec.res {
-                    per_res[r as usize].push((s, e, h));
-                }
+        for (s, e) in rec.trusted_intervals() {
+            for &r in &rec.res {
+                per_res[r as usize].push((s, e, h));
             }
         }
     }

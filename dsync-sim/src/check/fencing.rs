@@ -6,12 +6,13 @@ use super::{HoldRecord, Kind, Violation};
 
 /// Per resource, the write locks in order of when their belief began must have strictly increasing
 /// tokens (a later writer's quorum met every earlier writer's at some locker, which refuses proposals not
-/// above its mark).
+/// above its mark). A lock voided by a force-unlock before it was acquired is left out: the command may
+/// have removed grants its quorum counted, so its token carries no order guarantee.
 pub fn check_token_order(holds: &[HoldRecord], names: &[String], cap: usize) -> Vec<Violation> {
     let mut per_res: Vec<Vec<(u64, usize)>> = vec![Vec::new(); names.len()];
     for (h, rec) in holds.iter().enumerate() {
         if rec.mode == dsync_core::Mode::Write {
-            if let Some(s) = rec.first_start() {
+            if let Some(s) = rec.first_start().filter(|&s| rec.voided.is_none_or(|v| v > s)) {
                 for &r in &rec.res {
                     per_res[r as usize].push((s, h));
                 }

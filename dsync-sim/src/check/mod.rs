@@ -30,12 +30,28 @@ pub struct HoldRecord {
     pub intervals: Vec<(u64, u64)>,
     /// Still held (its end may move with refreshes).
     pub open: bool,
+    /// True time from which a force-unlock voided the lock's guarantees: a locker removed (or may have
+    /// removed) grants it relies on, while it was held or being acquired. From then on the holder may still
+    /// believe it valid until it learns `Lost`, but the checkers of mutual exclusion and of the fenced
+    /// register no longer count it: force-unlock is documented to break the guarantees of what it removes.
+    pub voided: Option<u64>,
 }
 
 impl HoldRecord {
     /// Whether the holder believes the lock valid at true time `t`.
     pub fn valid_at(&self, t: u64) -> bool {
         self.intervals.iter().any(|&(s, e)| s <= t && t < e)
+    }
+
+    /// Whether the lock's guarantees hold at `t`: believed valid and not voided by a force-unlock.
+    pub fn trusted_at(&self, t: u64) -> bool {
+        self.valid_at(t) && self.voided.is_none_or(|v| t < v)
+    }
+
+    /// The belief intervals during which the guarantees hold (cut at `voided`), non-empty ones only.
+    pub fn trusted_intervals(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
+        let cut = self.voided.unwrap_or(u64::MAX);
+        self.intervals.iter().map(move |&(s, e)| (s, e.min(cut))).filter(|(s, e)| s < e)
     }
 
     /// When the belief first began (if it ever did for a non-empty interval).
@@ -74,9 +90,14 @@ pub enum Kind {
 }
 
 impl Kind {
-    /// Whether this is a safety property that the drift assumption protects.
+    /// Whether this property rests on the clock-drift bound, so that a run whose clocks actually left the
+    /// bound may break it without a protocol bug: mutual exclusion in true time (lockers expire grants and
+    /// holders trust them by their own clocks), and so a fenced write rejected while its holder trusted its
+    /// lock. Token order (lockers' marks and floors, no clocks), leaks, late grants kept and holder queries
+    /// do not; nor does liveness, which the checker judges in true time with deadlines drawn within the
+    /// bound.
     pub fn depends_on_drift_bound(self) -> bool {
-        matches!(self, Kind::Exclusion | Kind::TokenOrder | Kind::FencedWriteRejected)
+        matches!(self, Kind::Exclusion | Kind::FencedWriteRejected)
     }
 }
 

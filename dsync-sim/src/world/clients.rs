@@ -8,21 +8,52 @@ use crate::check::HoldRecord;
 use crate::check::Kind;
 use crate::trace::Tag;
 use crate::workload::PlannedWrite;
-use dsync_core::{Duration, Instant, LockId, Mode};
+use dsync_core::{FailReason, ForceTarget, Instant, LockId, Mode, NodeSet, RequestError};
 
-/// How a workload request ended.
+/// How a workload request ended (so far). Times are true (simulator) nanoseconds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RequestOutcome {
     /// Not resolved yet (or cancelled at the end).
     Pending,
-    /// Acquired with this token.
-    Acquired(u64),
-    /// Failed (deadline passed).
-    Failed,
+    /// Acquired, and not lost since (it may have been unlocked after its hold, or ended by a crash).
+    Acquired {
+        /// The fencing token.
+        token: u64,
+        /// The nodes whose grants made up the quorum.
+        grantors: NodeSet,
+        /// When the holder learned it.
+        at: u64,
+    },
+    /// The acquisition ended without the lock.
+    Failed {
+        /// Why, as the core reported it.
+        reason: FailReason,
+        /// When.
+        at: u64,
+    },
+    /// Acquired, then lost: the holder was told to stop trusting it (`Event::Lost`).
+    Lost {
+        /// The fencing token it had.
+        token: u64,
+        /// When it was acquired.
+        acquired_at: u64,
+        /// When it was lost.
+        at: u64,
+    },
     /// Refused on the spot by the core.
-    Rejected,
+    Rejected(RequestError),
     /// The node was down when the request was due.
     Skipped,
+}
+
+impl RequestOutcome {
+    /// The fencing token, if the request was acquired (whether or not it was lost later).
+    pub fn token(&self) -> Option<u64> {
+        match *self {
+            RequestOutcome::Acquired { token, .. } | RequestOutcome::Lost { token, .. } => Some(token),
+            _ => None,
+        }
+    }
 }
 
 /// Who asked: a workload request (by index) or a liveness probe (by index).
@@ -42,6 +73,8 @@ pub(super) struct Client {
     writes: Vec<PlannedWrite>,
     /// Its hold record, once acquired.
     pub(super) held: Option<usize>,
+    /// When a force-unlock of one of its resources reached a locker while it was pending or held.
+    pub(super) voided: Option<u64>,
 }
 
 impl World {
@@ -82,17 +115,18 @@ impl World {
         writes: Vec<PlannedWrite>,
     ) -> bool {
         let local = self.local_now(node);
-        let deadline = deadline.map(|d| local + Duration::from_nanos(d));
+        // A deadline beyond the clock's range is no deadline.
+        let deadline = deadline.and_then(|d| local.as_nanos().checked_add(d)).map(Instant::from_nanos);
         let n = self.slots[node].node.as_mut().expect("live");
         let result = n.lock(local, mode, names, deadline);
         let ok = match result {
             Ok(id) => {
-                self.slots[node].locks.insert(id, Client { kind, mode, res, hold, writes, held: None });
+                self.slots[node].locks.insert(id, Client { kind, mode, res, hold, writes, held: None, voided: None });
                 true
             }
-            Err(_) => {
+            Err(e) => {
                 if let ClientKind::Workload(r) = kind {
-                    self.outcomes[r] = RequestOutcome::Rejected;
+                    self.outcomes[r] = RequestOutcome::Rejected(e);
                 }
                 false
             }
@@ -103,7 +137,7 @@ impl World {
 
     /// The lock is acquired: a hold record starts its first belief interval, the unlock and the fenced
     /// writes are scheduled.
-    pub(super) fn acquired(&mut self, i: usize, lock: LockId, token: u64, valid_until: Instant) {
+    pub(super) fn acquired(&mut self, i: usize, lock: LockId, token: u64, grantors: NodeSet, valid_until: Instant) {
         let now = self.now;
         self.stats.acquired += 1;
         self.trace.record(now, Tag::Acquired, &[i as u64, lock.0, token]);
@@ -112,7 +146,6 @@ impl World {
         }
         let inc = self.slots[i].inc;
         let end = self.slots[i].clock.to_true(valid_until.as_nanos());
-        let local = self.local_now(i).as_nanos();
         let h = self.holds.len();
         let Some(c) = self.slots[i].locks.get_mut(&lock) else { return };
         c.held = Some(h);
@@ -125,29 +158,35 @@ impl World {
             token,
             intervals: vec![(now, end.max(now))],
             open: true,
+            voided: c.voided,
         });
         let (hold, writes, kind) = (c.hold, c.writes.clone(), c.kind);
         match kind {
-            ClientKind::Workload(r) => self.outcomes[r] = RequestOutcome::Acquired(token),
-            ClientKind::Probe(p) => self.probes[p].resolved = Some((local, true)),
+            ClientKind::Workload(r) => self.outcomes[r] = RequestOutcome::Acquired { token, grantors, at: now },
+            ClientKind::Probe(p) => self.probes[p].resolved = Some((now, true)),
         }
-        self.push(now + hold, Ev::Unlock { node: i, inc, lock });
+        // `hold: u64::MAX` holds until the end of the run (the stop phase releases it): no unlock event.
+        if let Some(at) = now.checked_add(hold).filter(|&at| at != u64::MAX) {
+            self.push(at, Ev::Unlock { node: i, inc, lock });
+        }
         for w in writes {
-            self.push(now + w.after, Ev::WriteCheck { hold: h, pause: w.pause });
+            if let Some(at) = now.checked_add(w.after) {
+                self.push(at, Ev::WriteCheck { hold: h, pause: w.pause });
+            }
         }
     }
 
-    pub(super) fn failed(&mut self, i: usize, lock: LockId) {
+    pub(super) fn failed(&mut self, i: usize, lock: LockId, reason: FailReason) {
         self.stats.failed += 1;
         self.trace.record(self.now, Tag::Failed, &[i as u64, lock.0]);
         if self.trace.logging() {
             self.trace.log(self.now, format!("node{i} failed {lock:?}"));
         }
-        let local = self.local_now(i).as_nanos();
+        let now = self.now;
         if let Some(c) = self.slots[i].locks.remove(&lock) {
             match c.kind {
-                ClientKind::Workload(r) => self.outcomes[r] = RequestOutcome::Failed,
-                ClientKind::Probe(p) => self.probes[p].resolved = Some((local, false)),
+                ClientKind::Workload(r) => self.outcomes[r] = RequestOutcome::Failed { reason, at: now },
+                ClientKind::Probe(p) => self.probes[p].resolved = Some((now, false)),
             }
         }
     }
@@ -161,6 +200,11 @@ impl World {
         if let Some(c) = self.slots[i].locks.remove(&lock) {
             if let Some(h) = c.held {
                 self.close(h);
+            }
+            if let ClientKind::Workload(r) = c.kind {
+                if let RequestOutcome::Acquired { token, at, .. } = self.outcomes[r] {
+                    self.outcomes[r] = RequestOutcome::Lost { token, acquired_at: at, at: self.now };
+                }
             }
         }
     }
@@ -194,6 +238,36 @@ impl World {
         self.after_step(node);
     }
 
+    /// A force-unlock of resource `name` reached a locker: every lock on it that is held or being acquired
+    /// now loses its guarantees from now on (the locker may have removed grants it relies on).
+    pub(super) fn void_resource(&mut self, name: &str) {
+        let Some(&id) = self.name_ids.get(name) else { return };
+        let now = self.now;
+        for slot in &mut self.slots {
+            for c in slot.locks.values_mut().filter(|c| c.res.contains(&id)) {
+                c.voided.get_or_insert(now);
+                if let Some(h) = c.held {
+                    self.holds[h].voided.get_or_insert(now);
+                }
+            }
+        }
+    }
+
+    /// An administrator on `node` force-unlocks `resource` (skipped if the node is down or paused).
+    pub(super) fn force_unlock(&mut self, node: usize, resource: String) {
+        if self.slots[node].node.is_none() || self.paused(node) {
+            return;
+        }
+        let local = self.local_now(node);
+        // The issuing node's own locker removes its grants at once, without a message: void from now (the
+        // other lockers void again, for locks begun since, as the command reaches them).
+        self.void_resource(&resource);
+        let n = self.slots[node].node.as_mut().expect("live");
+        // Refused only when too many queries are in flight: then nothing was sent.
+        let _ = n.force_unlock(local, ForceTarget::Resource(resource));
+        self.after_step(node);
+    }
+
     /// The holder checks validity, may be paused (GC) right after the check, then writes. The pause is
     /// the case fencing exists for: the check passed, then the world moved on.
     pub(super) fn write_check(&mut self, h: usize, pause: u64) {
@@ -219,7 +293,7 @@ impl World {
         }
         // Pauses are faults: none once the network has healed.
         if pause > 0 && self.phase == super::Phase::Faults {
-            let until = self.now + pause;
+            let until = self.now.saturating_add(pause);
             let s = &mut self.slots[node];
             s.paused_until = s.paused_until.max(until);
             self.push(until, Ev::WriteLand { hold: h });
@@ -232,7 +306,8 @@ impl World {
     /// A rejected write whose holder's lock is still valid is a violation.
     pub(super) fn write_land(&mut self, h: usize) {
         let token = self.holds[h].token;
-        let valid = self.holds[h].valid_at(self.now);
+        // A lock voided by a force-unlock carries no guarantee: its rejected writes are expected.
+        let valid = self.holds[h].trusted_at(self.now);
         let res = self.holds[h].res.clone();
         self.trace.record(self.now, Tag::Write, &[h as u64, token]);
         for r in res {

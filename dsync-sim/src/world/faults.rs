@@ -27,7 +27,7 @@ impl World {
             Fault::Pause { node, dur } => {
                 if self.slots[node].node.is_some() {
                     let s = &mut self.slots[node];
-                    s.paused_until = s.paused_until.max(self.now + dur);
+                    s.paused_until = s.paused_until.max(self.now.saturating_add(dur));
                 }
             }
             Fault::Partition { side, one_way } => {
@@ -38,6 +38,13 @@ impl World {
                 self.net.heal_partitions();
                 self.detector.links_changed(&mut self.seq, self.now);
             }
+            Fault::ClockJump { node, by } => {
+                if self.slots[node].node.is_none() {
+                    let c = &mut self.slots[node].clock;
+                    c.offset = c.offset.saturating_add_signed(by);
+                }
+            }
+            Fault::ForceUnlock { node, resource } => self.force_unlock(node, resource),
             Fault::Clog { from, to } => self.net.set_clog(from, to, true),
             Fault::Unclog { from, to } => self.net.unclog(&mut self.rng, &mut self.seq, self.now, from, to),
         }
@@ -76,7 +83,13 @@ impl World {
             // history (§6.5), which the token checkers would rightly flag. A wiped disk here is out of scope.
             kind = RestartKind::Volatile;
         }
-        let start = if kind == RestartKind::Wiped {
+        let start = if let RestartKind::Floor(floor) = kind {
+            self.slots[node].durable = Some(floor);
+            Start::Restart { durable_floor: Some(floor) }
+        } else if kind == RestartKind::FirstBoot {
+            self.slots[node].durable = None;
+            Start::FirstBoot
+        } else if matches!(kind, RestartKind::Wiped | RestartKind::Bootstrap) {
             self.slots[node].durable = None;
             Start::Bootstrap
         } else {

@@ -23,7 +23,7 @@ use crate::check::liveness::Probe;
 use crate::check::{HoldRecord, Kind, Violation};
 use crate::clock::Clock;
 use crate::detector::{Detector, Notice};
-use crate::faults::{Fault, FaultEvent};
+use crate::faults::{Fault, FaultError, FaultEvent};
 use crate::net::{Net, Packet};
 use crate::queue::{Due, Queue, Seq};
 use crate::rng::{mix64, Rng};
@@ -158,6 +158,8 @@ pub struct World {
     outcomes: Vec<RequestOutcome>,
     probes: Vec<Probe>,
     query: Option<(usize, QueryId)>,
+    /// True time the clients stopped (`u64::MAX` before).
+    stopped_at: u64,
     quorum_serving: bool,
     /// Some node has served (so grants may exist): from then on the cluster has history.
     history: bool,
@@ -198,6 +200,7 @@ impl World {
             outcomes: Vec::new(),
             probes: Vec::new(),
             query: None,
+            stopped_at: u64::MAX,
             quorum_serving: true,
             history: false,
             owed: OwedReleases::default(),
@@ -237,16 +240,22 @@ impl World {
         w
     }
 
-    /// A world for `schedule`: [`World::new`] plus every fault and request of the schedule.
-    pub fn with_schedule(swarm: Swarm, seed: u64, opts: WorldOptions, schedule: &Schedule) -> World {
+    /// A world for `schedule`: [`World::new`] plus every fault and request of the schedule; the first fault
+    /// [`World::add_fault`] refuses is the error.
+    pub fn with_schedule(
+        swarm: Swarm,
+        seed: u64,
+        opts: WorldOptions,
+        schedule: &Schedule,
+    ) -> Result<World, FaultError> {
         let mut w = World::new(swarm, seed, opts);
         for f in &schedule.faults {
-            w.add_fault(f.clone());
+            w.add_fault(f.clone())?;
         }
         for r in &schedule.requests {
             w.add_request(r.clone());
         }
-        w
+        Ok(w)
     }
 
     /// The configuration node `id` runs with in incarnation `inc` (the sim's short-lease profile).
@@ -268,9 +277,20 @@ impl World {
 
     // ----- public scenario API -----
 
-    /// Schedules a fault (ignored after the heal phase began).
-    pub fn add_fault(&mut self, f: FaultEvent) {
-        self.push(f.at.max(self.now), Ev::Fault(f.fault));
+    /// Schedules a fault (one due in the past lands now). A fault that would land at or after the heal
+    /// time (`Swarm::heal_at`, when the heal phase ends every fault) or that names a node outside the
+    /// cluster is refused with a typed error instead of being silently ignored.
+    pub fn add_fault(&mut self, f: FaultEvent) -> Result<(), FaultError> {
+        let nodes = self.swarm.nodes;
+        if let Some(node) = f.fault.nodes().into_iter().find(|&i| i >= nodes) {
+            return Err(FaultError::NoSuchNode { node, nodes });
+        }
+        let at = f.at.max(self.now);
+        if at >= self.swarm.heal_at || self.phase != Phase::Faults {
+            return Err(FaultError::AfterHeal { at, heal_at: self.swarm.heal_at });
+        }
+        self.push(at, Ev::Fault(f.fault));
+        Ok(())
     }
 
     /// Schedules a client request; returns its index for [`World::outcome`].
@@ -280,6 +300,11 @@ impl World {
         self.requests.push(r);
         self.outcomes.push(RequestOutcome::Pending);
         i
+    }
+
+    /// The world this run plays in.
+    pub fn swarm(&self) -> &Swarm {
+        &self.swarm
     }
 
     /// How request `i` ended so far.

@@ -7,7 +7,7 @@ use super::{Ev, World, MS};
 use crate::net::{Arrival, Packet};
 use crate::trace::Tag;
 use dsync_core::wire::{decode, encode, Outcome};
-use dsync_core::{Event, Message};
+use dsync_core::{Event, ForceTarget, Message};
 
 impl World {
     pub(super) fn send(&mut self, from: usize, to: usize, msg: Message) {
@@ -57,6 +57,10 @@ impl World {
             }
             Message::RefreshReply { uid, held: false, .. } => self.owed.released(to, from, uid),
             _ => {}
+        }
+        if let Message::ForceUnlock { target: ForceTarget::Resource(r), .. } = &msg {
+            let r = r.clone();
+            self.void_resource(&r);
         }
         self.trace.record(self.now, Tag::Deliver, &[from as u64, to as u64]);
         self.trace.mix_bytes(msg.kind().as_bytes());
@@ -143,8 +147,10 @@ impl World {
     pub(super) fn on_event(&mut self, i: usize, e: Event) {
         let now = self.now;
         match e {
-            Event::Acquired { lock, token, valid_until, .. } => self.acquired(i, lock, token, valid_until),
-            Event::Failed { lock, .. } => self.failed(i, lock),
+            Event::Acquired { lock, token, grantors, valid_until } => {
+                self.acquired(i, lock, token, grantors, valid_until)
+            }
+            Event::Failed { lock, reason } => self.failed(i, lock, reason),
             Event::Lost { lock } => self.lost(i, lock),
             Event::Holders { query, entries, .. } => self.holders_answered(i, query, &entries),
             Event::PersistFloor { floor } => {

@@ -96,6 +96,7 @@ impl World {
             let name = format!("probe-{i}");
             let r = self.intern(&name);
             let local = self.local_now(i).as_nanos();
+            let now = self.now;
             for (res, name, hold, dl, uncontended) in
                 [(r, name, 1500 * MS, 2 * S, true), (hot, "probe-hot".to_string(), 30 * MS, S, false)]
             {
@@ -103,12 +104,12 @@ impl World {
                 self.probes.push(Probe {
                     node: i,
                     uncontended: uncontended && self.quorum_serving,
-                    deadline_local: local + dl,
+                    deadline: self.slots[i].clock.to_true(local + dl),
                     resolved: None,
                     at: self.now,
                 });
                 if !self.issue(i, ClientKind::Probe(p), Mode::Write, vec![res], vec![name], hold, Some(dl), vec![]) {
-                    self.probes[p].resolved = Some((local, false));
+                    self.probes[p].resolved = Some((now, false));
                 }
             }
         }
@@ -118,6 +119,7 @@ impl World {
 
     /// Every client lets go: held locks are unlocked, pending ones cancelled.
     fn stop(&mut self) {
+        self.stopped_at = self.now;
         for i in 0..self.swarm.nodes {
             let locks = std::mem::take(&mut self.slots[i].locks);
             let local = self.local_now(i);
@@ -212,7 +214,7 @@ impl World {
         }
         let cap = 8;
         self.violations.extend(self.owed.check(cap));
-        self.violations.extend(check::liveness::check(&self.probes));
+        self.violations.extend(check::liveness::check(&self.probes, self.stopped_at));
         self.violations.extend(check::exclusion::check(&self.holds, &self.names, cap));
         self.violations.extend(check::fencing::check_token_order(&self.holds, &self.names, cap));
         self.violations.sort_by_key(|v| (v.at, v.kind));
