@@ -93,7 +93,7 @@ const ACK_ELICITING_THRESHOLD: u32 = 8;
 
 /// Fewer standalone ACK packets (the QUIC ACK-frequency extension; both sides are quinn). Without it a
 /// receiver acknowledges every second packet at once, so with dsync's request/reply traffic about one
-/// packet in six was an ACK alone, sent just before the reply that could have carried it: each costs a
+/// packet in five was an ACK alone, sent just before the reply that could have carried it: each costs a
 /// `sendmsg`, a `recvmmsg`, header protection, AEAD and a connection-task wake-up on both sides, and on
 /// loopback the per-packet cost is what QUIC loses to TCP by. With a threshold of 8 the ACK rides on the
 /// reply (or goes out after the peer's `max_ack_delay`, 25 ms by default, bounded by the RTT).
