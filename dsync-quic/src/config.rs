@@ -84,7 +84,26 @@ pub(crate) fn transport_config(cfg: &QuicConfig) -> quinn::TransportConfig {
     t.stream_receive_window(quinn::VarInt::from_u64(window).unwrap_or(quinn::VarInt::MAX));
     t.receive_window(quinn::VarInt::from_u64(window * 2).unwrap_or(quinn::VarInt::MAX));
     t.send_window(cfg.max_queued_bytes as u64);
+    t.ack_frequency_config(Some(ack_frequency()));
     t
+}
+
+/// Ack-eliciting packets a peer may receive from us before it must acknowledge at once.
+const ACK_ELICITING_THRESHOLD: u32 = 8;
+
+/// Fewer standalone ACK packets (the QUIC ACK-frequency extension; both sides are quinn). Without it a
+/// receiver acknowledges every second packet at once, so with dsync's request/reply traffic about one
+/// packet in five was an ACK alone, sent just before the reply that could have carried it: each costs a
+/// `sendmsg`, a `recvmmsg`, header protection, AEAD and a connection-task wake-up on both sides, and on
+/// loopback the per-packet cost is what QUIC loses to TCP by. With a threshold of 8 the ACK rides on the
+/// reply (or goes out after the peer's `max_ack_delay`, 25 ms by default, bounded by the RTT).
+/// Measured (bench, loopback, UDP+TCP packets per lock from /proc/net/snmp): n = 8: 3.6 -> 2.9,
+/// n = 16: 7.8 -> 6.3 (TCP: 3.8 and 8.0). Eight ~250-byte packets stay well inside the initial
+/// congestion window (12,000 bytes), so a sender is not left waiting for a delayed ACK in normal operation.
+fn ack_frequency() -> quinn::AckFrequencyConfig {
+    let mut a = quinn::AckFrequencyConfig::default();
+    a.ack_eliciting_threshold(ACK_ELICITING_THRESHOLD.into());
+    a
 }
 
 /// The endpoint's stateless-reset key and connection-id key are derived from the node's private key, so a

@@ -70,7 +70,11 @@
 //!
 //! Against TCP in the same conditions (same command, n = 4, 5 s): TCP 36.8k locks/s, p50 195 µs; QUIC 26.4k
 //! locks/s, p50 294 µs — QUIC pays for encryption, user-space ACK processing and one more task hop per
-//! batch (quinn's endpoint driver), in exchange for confidentiality and certificate identity.
+//! batch (quinn's endpoint driver), in exchange for confidentiality and certificate identity. Since then
+//! the transport negotiates QUIC's ACK-frequency extension (ACKs ride on replies instead of going out
+//! alone: ~20 % fewer packets per lock, fewer than TCP's), which took QUIC from 0.65x / 0.63x / 0.51x of
+//! TCP's locks/s at n = 4 / 8 / 16 to 0.88x / 0.84x / 0.67x (BENCHMARKS.md, "QUIC vs TCP"); what is left
+//! is quinn's user-space per-packet work and task hops, not crypto.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
