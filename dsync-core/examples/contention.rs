@@ -130,7 +130,7 @@ impl Demo {
                 let Some(n) = self.nodes[node].as_mut() else { return };
                 let pick = self.rng.next_u64();
                 let resource = HOT[(pick % 3) as usize];
-                let mode = if pick % 5 == 0 { Mode::Read } else { Mode::Write };
+                let mode = if pick.is_multiple_of(5) { Mode::Read } else { Mode::Write };
                 let deadline = Some(now + Duration::from_secs(2));
                 let lock = n.lock(now, mode, [resource], deadline).expect("valid request");
                 self.locks.insert((node, lock), (client, mode, resource));

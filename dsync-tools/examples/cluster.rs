@@ -285,7 +285,7 @@ async fn worker(
     while !stop.load(Ordering::Relaxed) {
         let rng = rng.next_u64();
         let res = HOT[(rng >> 33) as usize % HOT.len()];
-        let write = (rng >> 40) % 4 != 0;
+        let write = !(rng >> 40).is_multiple_of(4);
         let handle = nodes.lock().unwrap()[node].clone();
         let lock = handle.rwlock([res]);
         let asked = Instant::now();

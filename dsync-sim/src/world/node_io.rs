@@ -40,7 +40,7 @@ impl World {
         }
         let Packet { from, to, sent, mut msg } = p;
         self.delivered += 1;
-        if self.opts.wire_every > 0 && self.delivered % self.opts.wire_every as u64 == 0 {
+        if self.opts.wire_every > 0 && self.delivered.is_multiple_of(self.opts.wire_every as u64) {
             let bytes = encode(&msg);
             self.trace.mix_bytes(&bytes);
             match decode(&bytes, usize::MAX) {
