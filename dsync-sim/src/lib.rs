@@ -66,6 +66,16 @@
 //! that bound ([`Kind::depends_on_drift_bound`]: mutual exclusion and fenced writes). Leaks, late grants
 //! kept, token order, holder queries and liveness always fail a run. `dsync-sim run` and `replay` use the
 //! same rule, so `replay` of a seed gives `run`'s verdict and exit code.
+//!
+//! # Features
+//!
+//! `cli` (on by default) builds the `dsync-sim` binary and pulls in its command-line parser, clap. The
+//! library needs none of it: in your own tests write
+//!
+//! ```toml
+//! [dev-dependencies]
+//! dsync-sim = { version = "0.1", default-features = false }
+//! ```
 
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
