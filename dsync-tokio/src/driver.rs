@@ -9,7 +9,7 @@
 use crate::error::LockError;
 use crate::handles::{CoreAction, Handles, LockReply, ReleaseReply};
 use crate::handoff::LostRx;
-use crate::state::StateDir;
+use crate::state::{FloorWriter, StateDir};
 use crate::status::{Phase, Published};
 use crate::transport::{Transport, TransportEvent};
 use dsync_core::{Counters, Event, ForceTarget, HolderEntry, Instant, LockId, Mode, Node as Core, NodeSet, QueryId};
@@ -109,7 +109,9 @@ pub(crate) struct Driver<T: Transport> {
     origin: tokio::time::Instant,
     commands: mpsc::Receiver<Command>,
     control: mpsc::UnboundedReceiver<Command>,
-    state: Option<StateDir>,
+    /// Persists floors one at a time; `None` without a state directory (floors are then acknowledged at once).
+    floors: Option<FloorWriter>,
+    floors_done: mpsc::UnboundedReceiver<Result<u64, u64>>,
     handles: Handles,
     holder_queries: HashMap<QueryId, oneshot::Sender<Result<Vec<HolderEntry>, LockError>>>,
     force_queries: HashMap<QueryId, oneshot::Sender<Result<usize, LockError>>>,
@@ -134,22 +136,24 @@ impl<T: Transport> Driver<T> {
         handles: Handles,
         status: watch::Sender<Published>,
     ) -> Self {
+        let (done, floors_done) = mpsc::unbounded_channel();
+        let floors = state.map(|s| FloorWriter::new(s, done));
         let mut driver = Driver {
             core,
             transport,
             origin: tokio::time::Instant::now(),
             commands,
             control,
-            state,
+            floor_durable: floors.is_none(),
+            floors,
+            floors_done,
             handles,
             holder_queries: HashMap::new(),
             force_queries: HashMap::new(),
             peers_up: NodeSet::EMPTY,
             status,
             told_no_floor: false,
-            floor_durable: false,
         };
-        driver.floor_durable = driver.state.is_none();
         driver.publish();
         driver
     }
@@ -221,7 +225,10 @@ impl<T: Transport> Driver<T> {
     }
 
     pub(crate) async fn run(mut self) {
-        let (floor_tx, mut floor_rx) = mpsc::unbounded_channel::<u64>();
+        // What the core emitted while starting (a floor to persist, `Serving`) is handled before any input: a
+        // lone node with nothing else to wake it would otherwise never persist its first floor.
+        self.drain();
+        self.publish();
         let sleep = tokio::time::sleep_until(self.origin);
         tokio::pin!(sleep);
         let mut armed = None;
@@ -252,10 +259,15 @@ impl<T: Transport> Driver<T> {
                     Some(c) => self.on_command(c, &mut shutdown),
                     None => self.begin_shutdown(None, &mut shutdown), // every handle is gone
                 },
-                Some(floor) = floor_rx.recv() => {
-                    let now = self.now();
-                    self.floor_durable = true;
-                    self.core.handle_floor_persisted(now, floor);
+                Some(written) = self.floors_done.recv() => {
+                    if let Ok(floor) = written {
+                        let now = self.now();
+                        self.floor_durable = true;
+                        self.core.handle_floor_persisted(now, floor);
+                    }
+                    if let Some(f) = &mut self.floors {
+                        f.finished();
+                    }
                 }
                 () = &mut sleep, if armed.is_some() => {
                     armed = None;
@@ -292,7 +304,7 @@ impl<T: Transport> Driver<T> {
             if crashed.is_some() {
                 break;
             }
-            self.drain(&floor_tx);
+            self.drain();
             self.publish();
             if let Some((_, until)) = &shutdown {
                 if !self.handles.releasing() || tokio::time::Instant::now() >= *until {
@@ -414,7 +426,7 @@ impl<T: Transport> Driver<T> {
     }
 
     /// Transmits first, then events; events may produce more transmits (a grant nobody wants any more).
-    fn drain(&mut self, floor_tx: &mpsc::UnboundedSender<u64>) {
+    fn drain(&mut self) {
         loop {
             let mut sent = false;
             while let Some(t) = self.core.poll_transmit() {
@@ -425,11 +437,11 @@ impl<T: Transport> Driver<T> {
                 self.transport.flush();
             }
             let Some(event) = self.core.poll_event() else { return };
-            self.on_event(event, floor_tx);
+            self.on_event(event);
         }
     }
 
-    fn on_event(&mut self, event: Event, floor_tx: &mpsc::UnboundedSender<u64>) {
+    fn on_event(&mut self, event: Event) {
         match event {
             Event::Acquired { lock, token, grantors, .. } => {
                 debug!(node = self.core.id(), ?lock, token, "acquired");
@@ -468,20 +480,8 @@ impl<T: Transport> Driver<T> {
                     "restart quarantine: granting nothing until every grant of this node's previous run has expired"
                 );
             }
-            Event::PersistFloor { floor } => match self.state.clone() {
-                Some(state) => {
-                    let tx = floor_tx.clone();
-                    tokio::task::spawn_blocking(move || match state.write_floor(floor) {
-                        Ok(()) => {
-                            let _ = tx.send(floor);
-                        }
-                        Err(e) => warn!(
-                            path = %state.floor_path().display(),
-                            error = %e,
-                            "could not persist the fencing floor: write locks wait until it can be"
-                        ),
-                    });
-                }
+            Event::PersistFloor { floor } => match &mut self.floors {
+                Some(writer) => writer.request(floor),
                 None => {
                     let now = self.now();
                     self.core.handle_floor_persisted(now, floor);

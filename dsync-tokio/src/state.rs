@@ -79,6 +79,58 @@ impl StateDir {
     }
 }
 
+/// Persists floors for the driver one write at a time. Every write goes through the same temporary file and
+/// rename, so two writes in flight could interleave and leave a *lower* floor on disk than the one
+/// confirmed to the core (which would then reissue tokens after a crash); instead a request that arrives
+/// during a write waits, and only the highest waiting floor is written next.
+#[derive(Debug)]
+pub(crate) struct FloorWriter {
+    state: StateDir,
+    writing: bool,
+    next: Option<u64>,
+    /// `Ok(floor)` once written durably, `Err(floor)` when the write failed (logged).
+    done: tokio::sync::mpsc::UnboundedSender<Result<u64, u64>>,
+}
+
+impl FloorWriter {
+    pub(crate) fn new(state: StateDir, done: tokio::sync::mpsc::UnboundedSender<Result<u64, u64>>) -> Self {
+        FloorWriter { state, writing: false, next: None, done }
+    }
+
+    /// The core asked for `floor` to be persisted.
+    pub(crate) fn request(&mut self, floor: u64) {
+        if self.writing {
+            self.next = Some(self.next.map_or(floor, |n| n.max(floor)));
+        } else {
+            self.spawn(floor);
+        }
+    }
+
+    /// The write in flight ended (its outcome arrived on `done`): start the next one, if any.
+    pub(crate) fn finished(&mut self) {
+        self.writing = false;
+        if let Some(next) = self.next.take() {
+            self.spawn(next);
+        }
+    }
+
+    fn spawn(&mut self, floor: u64) {
+        self.writing = true;
+        let (state, done) = (self.state.clone(), self.done.clone());
+        tokio::task::spawn_blocking(move || {
+            let outcome = state.write_floor(floor).map(|()| floor).map_err(|e| {
+                tracing::warn!(
+                    path = %state.floor_path().display(),
+                    error = %e,
+                    "could not persist the fencing floor: write locks wait until it can be"
+                );
+                floor
+            });
+            let _ = done.send(outcome);
+        });
+    }
+}
+
 fn identity(cluster: &str, id: usize, nodes: usize) -> String {
     format!("cluster={}\nnode={id} of {nodes}\n", cluster.escape_default())
 }
@@ -127,6 +179,24 @@ mod tests {
         assert!(err.contains("identity-2"), "{err}");
         let err = StateDir::open(&dir, "payments", 1, 3).unwrap_err().to_string();
         assert!(err.contains("orders") && err.contains("payments"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn floor_writes_never_overlap_and_the_highest_waiting_one_is_written_next() {
+        let dir = tmp("writer");
+        let (state, _) = StateDir::open(&dir, "c", 0, 3).unwrap();
+        let (done, mut outcomes) = tokio::sync::mpsc::unbounded_channel();
+        let mut writer = FloorWriter::new(state, done);
+        writer.request(10);
+        writer.request(30); // both wait for the write of 10; only the higher one is written
+        writer.request(20);
+        assert_eq!(outcomes.recv().await, Some(Ok(10)));
+        writer.finished();
+        assert_eq!(outcomes.recv().await, Some(Ok(30)));
+        writer.finished();
+        assert!(outcomes.try_recv().is_err(), "a superseded floor was written");
+        assert_eq!(std::fs::read_to_string(dir.join("fencing-floor-0")).unwrap().trim(), "30");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -342,3 +342,18 @@ async fn holder_queries_report_invalid_names_not_overload() {
     let long = "x".repeat(5000);
     assert!(matches!(nodes[0].holders(Some(&long)).await, Err(LockError::Invalid(_))));
 }
+
+/// A lone node on an empty state directory writes its first floor at once and becomes ready, although no
+/// peer, timer or command ever wakes its driver.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_one_node_cluster_with_a_state_dir_becomes_ready() {
+    let dir = scratch("lone");
+    let (ls, addrs) = listeners(1);
+    let l = ls.into_iter().next().unwrap();
+    let node = NodeBuilder::new(addrs, 0).secret(SECRET).state_dir(&dir).listener(l).start_tcp().await.unwrap();
+    soon("ready", node.ready()).await.unwrap();
+    let token = node.mutex(["x"]).try_lock().await.expect("a lone ready node grants").fencing_token();
+    assert!(token >= 1);
+    node.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -223,12 +223,12 @@ impl Coordinator {
             FailReason::Overloaded
         } else if r.contended > 0 {
             contended
+        } else if lock.once {
+            // One attempt that nobody contended and that did not reach quorum: the lockers could not grant
+            // (silent, quarantined, or still persisting their floor), so no quorum was available to it.
+            FailReason::NoQuorum
         } else if timed_out {
-            if lock.once {
-                FailReason::NoQuorum
-            } else {
-                FailReason::Timeout
-            }
+            FailReason::Timeout
         } else {
             lock.last_reason
         }
