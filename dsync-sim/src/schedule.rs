@@ -94,14 +94,7 @@ fn draw_ambushes(sw: &Swarm, r: &mut Rng, sch: &mut Schedule) {
         sch.faults.push(FaultEvent { at: cut, fault: Fault::Partition { side: 1 << sw.victim, one_way: false } });
         sch.faults.push(FaultEvent { at: cut + r.range(lease * 3 / 2, 3 * lease), fault: Fault::Heal });
         for _ in 0..r.range(1, 2) {
-            let mut other = r.below(n as u64 - 1) as usize;
-            if other >= sw.victim {
-                other += 1;
-            }
-            let mut c = Request::write(other, cut + r.range(10 * MS, 500 * MS), &res, r.range(50 * MS, 500 * MS));
-            c.deadline = Some(3 * lease);
-            c.writes = vec![PlannedWrite { after: 0, pause: 0 }];
-            sch.requests.push(c);
+            push_contender(sw, r, sch, &res, cut + 10 * MS, cut + 500 * MS);
         }
     }
     if r.chance(sw.faults.wipe_wave_prob) {
@@ -135,11 +128,18 @@ fn draw_wipe_wave(sw: &Swarm, r: &mut Rng, sch: &mut Schedule) {
         let back = wave + r.range(MS, 30 * MS);
         sch.faults.push(FaultEvent { at: back, fault: Fault::Restart { node, kind: RestartKind::Wiped } });
     }
-    let mut other = r.below(n as u64 - 1) as usize;
+    push_contender(sw, r, sch, &res, wave + 40 * MS, wave + 400 * MS);
+}
+
+/// A node other than the victim asks for `res` at a time in `[from, to)`, holding it briefly and writing once:
+/// the request that would overlap the victim's lock if a safety step were missing.
+fn push_contender(sw: &Swarm, r: &mut Rng, sch: &mut Schedule, res: &str, from: u64, to: u64) {
+    let lease = sw.lease.as_nanos() as u64;
+    let mut other = r.below(sw.nodes as u64 - 1) as usize;
     if other >= sw.victim {
         other += 1;
     }
-    let mut c = Request::write(other, wave + r.range(40 * MS, 400 * MS), &res, r.range(50 * MS, 500 * MS));
+    let mut c = Request::write(other, r.range(from, to), res, r.range(50 * MS, 500 * MS));
     c.deadline = Some(3 * lease);
     c.writes = vec![PlannedWrite { after: 0, pause: 0 }];
     sch.requests.push(c);

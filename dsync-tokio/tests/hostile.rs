@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::soon;
+use common::{soon, tokio_listeners};
 use dsync_tokio::core::Message;
 use dsync_tokio::tcp::handshake::{self, Identity};
 use dsync_tokio::tcp::{cluster_id, encode_frame, TcpConfig, TcpTransport};
@@ -12,18 +12,9 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 
 const SECRET: &[u8] = b"transport secret";
-
-async fn listeners(n: usize) -> (Vec<TcpListener>, Vec<SocketAddr>) {
-    let mut ls = Vec::new();
-    for _ in 0..n {
-        ls.push(TcpListener::bind("127.0.0.1:0").await.unwrap());
-    }
-    let addrs = ls.iter().map(|l| l.local_addr().unwrap()).collect();
-    (ls, addrs)
-}
 
 fn config(addrs: &[SocketAddr], me: usize, secret: &[u8]) -> TcpConfig {
     let mut c = TcpConfig::new(addrs.to_vec(), me, cluster_id("test"), Arc::<[u8]>::from(secret));
@@ -70,7 +61,7 @@ async fn no_messages(t: &mut TcpTransport) -> Vec<TransportEvent> {
 
 #[tokio::test]
 async fn a_peer_with_the_wrong_secret_never_comes_up() {
-    let (mut ls, addrs) = listeners(2).await;
+    let (mut ls, addrs) = tokio_listeners(2).await;
     let b = TcpTransport::with_listener(config(&addrs, 1, SECRET), ls.pop().unwrap()).unwrap();
     let mut a = TcpTransport::with_listener(config(&addrs, 0, b"not the secret"), ls.pop().unwrap()).unwrap();
     let stats = b.stats();
@@ -81,7 +72,7 @@ async fn a_peer_with_the_wrong_secret_never_comes_up() {
 
 #[tokio::test]
 async fn garbage_before_the_handshake_is_cut_off() {
-    let (mut ls, addrs) = listeners(2).await;
+    let (mut ls, addrs) = tokio_listeners(2).await;
     let mut node = TcpTransport::with_listener(config(&addrs, 1, SECRET), ls.pop().unwrap()).unwrap();
     let mut s = TcpStream::connect(addrs[1]).await.unwrap();
     s.write_all(&[0xAB; 200]).await.unwrap();
@@ -92,7 +83,7 @@ async fn garbage_before_the_handshake_is_cut_off() {
 
 #[tokio::test]
 async fn a_peer_claiming_an_index_it_may_not_use_is_refused() {
-    let (mut ls, addrs) = listeners(3).await;
+    let (mut ls, addrs) = tokio_listeners(3).await;
     let _node1 = TcpTransport::with_listener(config(&addrs, 1, SECRET), ls.remove(1)).unwrap();
     // Only node 0 may dial node 1; this peer knows the secret but claims to be node 2.
     let mut s = TcpStream::connect(addrs[1]).await.unwrap();
@@ -108,7 +99,7 @@ async fn authenticated_as_node_0(addrs: &[SocketAddr]) -> TcpStream {
 
 #[tokio::test]
 async fn an_oversized_frame_disconnects_the_peer_and_nothing_reaches_the_core() {
-    let (mut ls, addrs) = listeners(2).await;
+    let (mut ls, addrs) = tokio_listeners(2).await;
     let mut node = TcpTransport::with_listener(config(&addrs, 1, SECRET), ls.pop().unwrap()).unwrap();
     let mut s = authenticated_as_node_0(&addrs).await;
     let mut bytes = Vec::new();
@@ -135,7 +126,7 @@ async fn an_oversized_frame_disconnects_the_peer_and_nothing_reaches_the_core() 
 
 #[tokio::test]
 async fn a_malformed_frame_disconnects_the_peer() {
-    let (mut ls, addrs) = listeners(2).await;
+    let (mut ls, addrs) = tokio_listeners(2).await;
     let mut node = TcpTransport::with_listener(config(&addrs, 1, SECRET), ls.pop().unwrap()).unwrap();
     let mut s = authenticated_as_node_0(&addrs).await;
     s.write_all(&[5, 0, 0, 0, 1, 0xff, 0xff, 0xff, 0xff]).await.unwrap();

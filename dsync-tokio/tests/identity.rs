@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::soon;
+use common::{soon, tokio_listeners};
 use dsync_tokio::tcp::handshake::{self, Identity};
 use dsync_tokio::tcp::{TcpConfig, TcpConfigError, TcpTransport};
 use dsync_tokio::Transport;
@@ -80,15 +80,6 @@ impl Logs {
     }
 }
 
-async fn listeners(n: usize) -> (Vec<TcpListener>, Vec<SocketAddr>) {
-    let mut ls = Vec::new();
-    for _ in 0..n {
-        ls.push(TcpListener::bind("127.0.0.1:0").await.unwrap());
-    }
-    let addrs = ls.iter().map(|l| l.local_addr().unwrap()).collect();
-    (ls, addrs)
-}
-
 /// Node `me` of `peers`, redialing quickly so a test sees many attempts.
 fn config(peers: &[SocketAddr], me: usize, cluster: &str, secret: &[u8]) -> TcpConfig {
     let mut c = TcpConfig::new(peers.to_vec(), me, cluster, Arc::<[u8]>::from(secret));
@@ -118,7 +109,7 @@ async fn until(what: &str, mut cond: impl FnMut() -> bool) {
 #[tokio::test]
 async fn a_wrong_secret_is_reported_once_on_both_sides_with_the_address() {
     let (logs, _guard) = Logs::capture();
-    let (mut ls, addrs) = listeners(2).await;
+    let (mut ls, addrs) = tokio_listeners(2).await;
     let acceptor = start(config(&addrs, 1, "test", SECRET), ls.pop().unwrap());
     let _dialer = start(config(&addrs, 0, "test", b"not the secret"), ls.pop().unwrap());
     logs.wait_for(0, "WARN", "does not know our cluster secret").await;
@@ -142,7 +133,7 @@ async fn a_wrong_secret_is_reported_once_on_both_sides_with_the_address() {
 #[tokio::test]
 async fn a_cluster_name_mismatch_prints_both_names_escaped() {
     let (logs, _guard) = Logs::capture();
-    let (mut ls, addrs) = listeners(2).await;
+    let (mut ls, addrs) = tokio_listeners(2).await;
     let acceptor = start(config(&addrs, 1, "beta", SECRET), ls.pop().unwrap());
     let _dialer = start(config(&addrs, 0, "alpha", SECRET), ls.pop().unwrap());
     let both = "belongs to cluster \"beta\", this node to cluster \"alpha\"";
@@ -160,7 +151,7 @@ async fn a_cluster_name_mismatch_prints_both_names_escaped() {
     assert!(err.to_string().contains("cluster \"beta\""), "{err}");
     // (Same IP and reason as the dialer above: rate-limited to DEBUG; check the escaping on a fresh key.)
     let (logs2, _g2) = Logs::capture();
-    let (mut ls, addrs) = listeners(1).await;
+    let (mut ls, addrs) = tokio_listeners(1).await;
     let _lone = start(config(&["127.0.0.1:9".parse().unwrap(), addrs[0]], 1, "beta", SECRET), ls.pop().unwrap());
     let mut s = TcpStream::connect(addrs[0]).await.unwrap();
     let _ = soon("handshake", handshake::dial(&mut s, &evil, 1)).await;
@@ -173,7 +164,7 @@ async fn a_cluster_name_mismatch_prints_both_names_escaped() {
 #[tokio::test]
 async fn a_node_at_another_index_than_our_peer_list_says_is_named_on_both_sides() {
     let (logs, _guard) = Logs::capture();
-    let (mut ls, addrs) = listeners(3).await;
+    let (mut ls, addrs) = tokio_listeners(3).await;
     let node2 = start(config(&addrs, 2, "test", SECRET), ls.pop().unwrap());
     let _node1 = start(config(&addrs, 1, "test", SECRET), ls.pop().unwrap());
     // Node 0's list has nodes 1 and 2 swapped.
@@ -194,7 +185,7 @@ async fn a_node_at_another_index_than_our_peer_list_says_is_named_on_both_sides(
 #[tokio::test]
 async fn two_live_nodes_with_one_index_are_reported_once_and_do_not_storm() {
     let (logs, _guard) = Logs::capture();
-    let (mut ls, addrs) = listeners(3).await;
+    let (mut ls, addrs) = tokio_listeners(3).await;
     let peers = [addrs[0], addrs[1]];
     let _b = start(config(&peers, 1, "test", SECRET), ls.remove(1));
     let _a = start(config(&peers, 0, "test", SECRET), ls.remove(0));
@@ -215,7 +206,7 @@ async fn two_live_nodes_with_one_index_are_reported_once_and_do_not_storm() {
 
 #[tokio::test]
 async fn a_peer_list_with_a_duplicate_or_our_own_address_is_refused() {
-    let (mut ls, addrs) = listeners(2).await;
+    let (mut ls, addrs) = tokio_listeners(2).await;
     let twice = config(&[addrs[0], addrs[1], addrs[1]], 0, "test", SECRET);
     let err = TcpTransport::with_listener(twice, ls.remove(0)).err().expect("refused");
     assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);

@@ -23,12 +23,6 @@ fn addr(i: usize) -> SocketAddr {
 struct MemReader(ReadHalf<DuplexStream>);
 struct MemWriter(WriteHalf<DuplexStream>);
 
-impl ByteSource for ReadHalf<DuplexStream> {
-    async fn read_into(&mut self, buf: &mut Vec<u8>) -> Result<usize, String> {
-        self.read_buf(buf).await.map_err(|e| e.to_string())
-    }
-}
-
 impl Reader for MemReader {
     async fn run(self, deliver: Deliver) -> End {
         deliver.frames(self.0).await

@@ -26,6 +26,13 @@ pub trait ByteSource: Send {
     fn read_into(&mut self, buf: &mut Vec<u8>) -> impl Future<Output = Result<usize, String>> + Send;
 }
 
+/// Every tokio byte stream is a source (TCP halves, in-memory pipes).
+impl<T: tokio::io::AsyncRead + Unpin + Send> ByteSource for T {
+    async fn read_into(&mut self, buf: &mut Vec<u8>) -> Result<usize, String> {
+        tokio::io::AsyncReadExt::read_buf(self, buf).await.map_err(|e| e.to_string())
+    }
+}
+
 impl Deliver {
     /// The peer's index.
     pub fn peer(&self) -> usize {

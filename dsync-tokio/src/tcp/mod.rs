@@ -25,15 +25,12 @@ mod name;
 pub use crate::engine::{decode_frames, encode_frame, FrameError};
 pub use handshake::{cluster_id, ClusterName};
 
-use crate::engine::{
-    Admit, ByteSource, Deliver, End, Engine, Link, Reader, Redial, Reporter, Settings, Stats, TryWrite, Writer,
-};
+use crate::engine::{Admit, Deliver, End, Engine, Link, Reader, Redial, Reporter, Settings, Stats, TryWrite, Writer};
 use handshake::{HandshakeError, Identity, Verdict};
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::AsyncReadExt;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tracing::{debug, Level};
@@ -238,12 +235,6 @@ impl Writer for TcpWriter {
             }
         }
         Ok(())
-    }
-}
-
-impl ByteSource for OwnedReadHalf {
-    async fn read_into(&mut self, buf: &mut Vec<u8>) -> Result<usize, String> {
-        self.read_buf(buf).await.map_err(|e| e.to_string())
     }
 }
 

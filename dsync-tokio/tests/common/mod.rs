@@ -66,3 +66,13 @@ pub async fn soon<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
         Err(_) => panic!("{what} did not happen within {PATIENCE:?}"),
     }
 }
+
+/// `n` tokio listeners on loopback ports chosen by the OS, and their addresses.
+pub async fn tokio_listeners(n: usize) -> (Vec<tokio::net::TcpListener>, Vec<SocketAddr>) {
+    let mut ls = Vec::new();
+    for _ in 0..n {
+        ls.push(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap());
+    }
+    let addrs = ls.iter().map(|l| l.local_addr().unwrap()).collect();
+    (ls, addrs)
+}
