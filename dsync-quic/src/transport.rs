@@ -74,6 +74,7 @@ impl QuicTransport {
             max_queued_bytes: cfg.max_queued_bytes,
             reconnect_min: cfg.reconnect_min,
             reconnect_max: cfg.reconnect_max,
+            entropy: dsync_tokio::Entropy::os(),
         };
         let span = tracing::info_span!("dsync-quic", node = cfg.me);
         let link = QuicLink { refusals: Mutex::new(vec![None; n]), cfg, endpoint, client, local };

@@ -9,11 +9,12 @@
 use crate::error::LockError;
 use crate::handles::{CoreAction, Handles, LockReply, ReleaseReply};
 use crate::handoff::LostRx;
+use crate::planted::{Bugs, PlantedBug};
 use crate::state::{FloorWriter, StateDir};
 use crate::status::{Phase, Published};
 use crate::transport::{Transport, TransportEvent};
 use dsync_core::{Counters, Event, ForceTarget, HolderEntry, Instant, LockId, Mode, Node as Core, NodeSet, QueryId};
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, info, warn};
@@ -113,8 +114,8 @@ pub(crate) struct Driver<T: Transport> {
     floors: Option<FloorWriter>,
     floors_done: mpsc::UnboundedReceiver<Result<u64, u64>>,
     handles: Handles,
-    holder_queries: HashMap<QueryId, oneshot::Sender<Result<Vec<HolderEntry>, LockError>>>,
-    force_queries: HashMap<QueryId, oneshot::Sender<Result<usize, LockError>>>,
+    holder_queries: BTreeMap<QueryId, oneshot::Sender<Result<Vec<HolderEntry>, LockError>>>,
+    force_queries: BTreeMap<QueryId, oneshot::Sender<Result<usize, LockError>>>,
     /// Peers with a live connection, as the transport reported them.
     peers_up: NodeSet,
     status: watch::Sender<Published>,
@@ -123,18 +124,18 @@ pub(crate) struct Driver<T: Transport> {
     /// Whether a durable floor has been written since start (always true without a state directory): until
     /// then the locker denies write locks, so the node is not ready.
     floor_durable: bool,
+    bugs: Bugs,
 }
 
 impl<T: Transport> Driver<T> {
-    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         core: Core,
         transport: T,
-        commands: mpsc::Receiver<Command>,
-        control: mpsc::UnboundedReceiver<Command>,
+        (commands, control): (mpsc::Receiver<Command>, mpsc::UnboundedReceiver<Command>),
         state: Option<StateDir>,
         handles: Handles,
         status: watch::Sender<Published>,
+        bugs: Bugs,
     ) -> Self {
         let (done, floors_done) = mpsc::unbounded_channel();
         let floors = state.map(|s| FloorWriter::new(s, done));
@@ -148,11 +149,12 @@ impl<T: Transport> Driver<T> {
             floors,
             floors_done,
             handles,
-            holder_queries: HashMap::new(),
-            force_queries: HashMap::new(),
+            holder_queries: BTreeMap::new(),
+            force_queries: BTreeMap::new(),
             peers_up: NodeSet::EMPTY,
             status,
             told_no_floor: false,
+            bugs,
         };
         driver.publish();
         driver
@@ -353,7 +355,7 @@ impl<T: Transport> Driver<T> {
                     let _ = reply.send(Err(LockError::ShutDown));
                     return;
                 }
-                if reply.is_closed() {
+                if reply.is_closed() && !self.bugs.has(PlantedBug::AbandonOvertakesRequest) {
                     return; // the caller gave up while the request was queued (its Abandon may have overtaken it)
                 }
                 let started = match patience {
@@ -445,7 +447,8 @@ impl<T: Transport> Driver<T> {
         match event {
             Event::Acquired { lock, token, grantors, .. } => {
                 debug!(node = self.core.id(), ?lock, token, "acquired");
-                let action = self.handles.acquired(lock, token, grantors);
+                let keep = self.bugs.has(PlantedBug::AbandonOvertakesRequest);
+                let action = self.handles.acquired(lock, token, grantors, keep);
                 let now = self.now();
                 self.apply(now, action);
             }
@@ -455,7 +458,9 @@ impl<T: Transport> Driver<T> {
             }
             Event::Lost { lock } => {
                 warn!(node = self.core.id(), ?lock, "lock lost: its holder must stop using the resource");
-                self.handles.lost(lock);
+                if !self.bugs.has(PlantedBug::LostNotSignalled) {
+                    self.handles.lost(lock);
+                }
             }
             Event::Released { lock, confirmed, grantors } => {
                 debug!(node = self.core.id(), ?lock, confirmed, grantors, "released");

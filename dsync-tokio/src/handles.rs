@@ -12,7 +12,7 @@ use crate::driver::{Command, Grant, Released, Releaser};
 use crate::error::LockError;
 use crate::handoff::{lost_signal, LostTx, ReplyTx};
 use dsync_core::{LockId, Mode, NodeSet};
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use tokio::sync::mpsc;
 
 /// Where an acquisition's outcome goes.
@@ -40,21 +40,21 @@ struct Waiting {
 pub(crate) struct Handles {
     /// Cloned into every guard's releaser.
     control: mpsc::UnboundedSender<Command>,
-    waiting: HashMap<LockId, Waiting>,
+    waiting: BTreeMap<LockId, Waiting>,
     /// `lock()` call id → its acquisition, so a dropped future can find what to cancel.
-    by_req: HashMap<u64, LockId>,
-    held: HashMap<LockId, LostTx>,
-    releasing: HashMap<LockId, Option<ReleaseReply>>,
+    by_req: BTreeMap<u64, LockId>,
+    held: BTreeMap<LockId, LostTx>,
+    releasing: BTreeMap<LockId, Option<ReleaseReply>>,
 }
 
 impl Handles {
     pub(crate) fn new(control: mpsc::UnboundedSender<Command>) -> Self {
         Handles {
             control,
-            waiting: HashMap::new(),
-            by_req: HashMap::new(),
-            held: HashMap::new(),
-            releasing: HashMap::new(),
+            waiting: BTreeMap::new(),
+            by_req: BTreeMap::new(),
+            held: BTreeMap::new(),
+            releasing: BTreeMap::new(),
         }
     }
 
@@ -87,7 +87,7 @@ impl Handles {
     }
 
     /// The core acquired `lock`. Hands a guard's grant to the caller; if nobody waits any more, gives it back.
-    pub(crate) fn acquired(&mut self, lock: LockId, token: u64, grantors: NodeSet) -> CoreAction {
+    pub(crate) fn acquired(&mut self, lock: LockId, token: u64, grantors: NodeSet, keep_orphans: bool) -> CoreAction {
         let Some(w) = self.waiting.remove(&lock) else {
             return CoreAction::Unlock(lock);
         };
@@ -97,7 +97,12 @@ impl Handles {
         self.held.insert(lock, lost_tx);
         // A caller that went away hands the grant back; dropping it queues its release like any guard drop.
         if let Err(grant) = w.reply.send(Ok(Grant { releaser, token, grantors, mode: w.mode, lost })) {
-            drop(grant);
+            if keep_orphans {
+                // The planted bug: nobody will ever release this grant, and the driver refreshes it.
+                std::mem::forget(grant);
+            } else {
+                drop(grant);
+            }
         }
         CoreAction::None
     }
@@ -152,12 +157,12 @@ impl Handles {
     /// driver is told which locks to hand back to the core.
     pub(crate) fn shut_down(&mut self) -> Vec<CoreAction> {
         let mut actions = Vec::with_capacity(self.held.len() + self.waiting.len());
-        for (lock, lost) in self.held.drain() {
+        for (lock, lost) in std::mem::take(&mut self.held) {
             lost.fire();
             self.releasing.insert(lock, None);
             actions.push(CoreAction::Unlock(lock));
         }
-        for (lock, w) in self.waiting.drain() {
+        for (lock, w) in std::mem::take(&mut self.waiting) {
             let _ = w.reply.send(Err(LockError::ShutDown));
             actions.push(CoreAction::Cancel(lock));
         }
@@ -172,10 +177,10 @@ impl Handles {
 
     /// The driver stopped: whatever is still pending or held ends here.
     pub(crate) fn stopped(&mut self) {
-        for (_, w) in self.waiting.drain() {
+        for (_, w) in std::mem::take(&mut self.waiting) {
             let _ = w.reply.send(Err(LockError::ShutDown));
         }
-        for (_, lost) in self.held.drain() {
+        for (_, lost) in std::mem::take(&mut self.held) {
             lost.fire();
         }
         self.by_req.clear();

@@ -35,8 +35,10 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod disk;
 mod driver;
 pub mod engine;
+mod entropy;
 mod error;
 mod handles;
 mod handoff;
@@ -45,17 +47,21 @@ mod lock;
 #[cfg(all(test, dsync_loom))]
 mod loom_models;
 mod node;
+mod planted;
 mod state;
 mod status;
 pub mod tcp;
 mod transport;
 
+pub use disk::{Disk, OsDisk};
 pub use driver::Released;
 pub use dsync_core as core;
 pub use dsync_core::{ForceTarget, HolderEntry, Mode, Start};
+pub use entropy::Entropy;
 pub use error::{LockError, StartError};
 pub use inbound::Inbound;
 pub use lock::{Guard, Mutex, RwLock};
 pub use node::{Node, NodeBuilder};
+pub use planted::PlantedBug;
 pub use status::{Serving, Status};
 pub use transport::{Transport, TransportEvent};

@@ -179,7 +179,7 @@ fn grant_once(d: &mut Driver, granted: &mut bool) -> bool {
 }
 
 fn grant(d: &mut Driver) {
-    let action = d.handles.acquired(LOCK, 1, NodeSet::single(0));
+    let action = d.handles.acquired(LOCK, 1, NodeSet::single(0), false);
     d.core.apply(action);
 }
 

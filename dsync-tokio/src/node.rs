@@ -1,9 +1,14 @@
 //! Starting a node ([`NodeBuilder`]) and the cloneable [`Node`] handle the application keeps.
 
+use crate::disk::{Disk, OsDisk};
 use crate::driver::{Command, Driver};
+use crate::entropy::Entropy;
 use crate::error::{LockError, StartError};
 use crate::handles::Handles;
 use crate::lock::{Mutex, RwLock};
+use crate::planted::Bugs;
+#[cfg(feature = "planted-bugs")]
+use crate::planted::PlantedBug;
 use crate::state::StateDir;
 use crate::status::{Phase, Published, Status};
 use crate::tcp::{cluster_id, TcpConfig, TcpTransport};
@@ -54,7 +59,6 @@ pub struct Node {
 /// println!("holding with fencing token {}", guard.fencing_token());
 /// # Ok(()) }
 /// ```
-#[derive(Debug)]
 pub struct NodeBuilder {
     peers: Vec<SocketAddr>,
     id: usize,
@@ -63,8 +67,27 @@ pub struct NodeBuilder {
     cluster: String,
     start: StartChoice,
     state_dir: Option<PathBuf>,
+    disk: Arc<dyn Disk>,
+    entropy: Entropy,
+    bugs: Bugs,
     listener: Option<std::net::TcpListener>,
     queue_bytes: Option<usize>,
+}
+
+impl std::fmt::Debug for NodeBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the secret.
+        f.debug_struct("NodeBuilder")
+            .field("peers", &self.peers)
+            .field("id", &self.id)
+            .field("core", &self.core)
+            .field("cluster", &self.cluster)
+            .field("start", &self.start)
+            .field("state_dir", &self.state_dir)
+            .field("entropy", &self.entropy)
+            .field("bugs", &self.bugs)
+            .finish_non_exhaustive()
+    }
 }
 
 /// How the operator asked the node to start.
@@ -90,6 +113,9 @@ impl NodeBuilder {
             cluster: "dsync".into(),
             start: StartChoice::Default,
             state_dir: None,
+            disk: Arc::new(OsDisk),
+            entropy: Entropy::os(),
+            bugs: Bugs::default(),
             listener: None,
             queue_bytes: None,
         }
@@ -122,6 +148,28 @@ impl NodeBuilder {
     /// double grant. A directory that belongs to another node or cluster is refused.
     pub fn state_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.state_dir = Some(dir.into());
+        self
+    }
+
+    /// Where the state directory's files live: the operating system's file system by default. A simulator
+    /// supplies its own [`Disk`] (one whose unsynced writes a simulated crash drops).
+    pub fn disk(mut self, disk: Arc<dyn Disk>) -> Self {
+        self.disk = disk;
+        self
+    }
+
+    /// Where the node's random draws come from (the core's seed; for TCP, see
+    /// [`TcpConfig::entropy`](crate::tcp::TcpConfig::entropy)): the operating system by default. A
+    /// deterministic simulator passes [`Entropy::insecure_seeded`].
+    pub fn entropy(mut self, entropy: Entropy) -> Self {
+        self.entropy = entropy;
+        self
+    }
+
+    /// Switches on a planted bug of this crate's layer (for `dsync-sim stack`; see [`PlantedBug`]).
+    #[cfg(feature = "planted-bugs")]
+    pub fn planted_bug(mut self, bug: Option<PlantedBug>) -> Self {
+        self.bugs = Bugs(bug);
         self
     }
 
@@ -183,6 +231,7 @@ impl NodeBuilder {
             Arc::<[u8]>::from(self.secret.clone()),
         );
         tcp.max_frame = self.core.limits.max_message_size;
+        tcp.entropy = self.entropy.clone();
         if let Some(b) = self.queue_bytes {
             tcp.max_queued_bytes = b;
         }
@@ -217,9 +266,7 @@ impl NodeBuilder {
         (start, state): (Start, Option<StateDir>),
     ) -> Result<Node, StartError> {
         self.core.persist_floor = state.is_some();
-        let mut seed = [0u8; 8];
-        getrandom::fill(&mut seed).map_err(|e| StartError::Io(std::io::Error::other(e.to_string())))?;
-        self.core.seed = u64::from_le_bytes(seed);
+        self.core.seed = self.entropy.next_u64();
         let core = Core::new(self.core.clone(), Instant::ZERO, start)?;
         let (commands_tx, commands) = mpsc::channel(1024);
         let (control_tx, control) = mpsc::unbounded_channel();
@@ -228,7 +275,8 @@ impl NodeBuilder {
         // Every lock-lifecycle and connection event of this node is logged inside this span.
         let span = tracing::info_span!("dsync", node = self.id, nodes = self.core.nodes);
         let handles = Handles::new(control_tx.clone());
-        let driver = span.in_scope(|| Driver::new(core, transport, commands, control, state, handles, status_tx));
+        let driver =
+            span.in_scope(|| Driver::new(core, transport, (commands, control), state, handles, status_tx, self.bugs));
         tokio::spawn(tracing::Instrument::instrument(driver.run(), span));
         Ok(Node {
             shared: Arc::new(Shared {
@@ -248,7 +296,8 @@ impl NodeBuilder {
         match (&self.state_dir, self.start) {
             // check() refused a state directory together with an explicit choice.
             (Some(dir), _) => {
-                let (state, start) = StateDir::open(dir, &self.cluster, self.id, self.core.nodes)?;
+                let who = (self.cluster.as_str(), self.id, self.core.nodes);
+                let (state, start) = StateDir::open(self.disk.clone(), dir, who, self.bugs)?;
                 Ok((start, Some(state)))
             }
             (None, StartChoice::Default) => Ok((Start::Restart { durable_floor: None }, None)),

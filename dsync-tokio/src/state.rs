@@ -11,30 +11,45 @@
 //! [`dsync_core::Start::Bootstrap`], which serves at once only if every other node says it is new too and
 //! otherwise restarts safely. So a wiped or replaced directory costs a quarantine, never a double grant.
 
+use crate::disk::Disk;
 use crate::error::StartError;
+use crate::planted::{Bugs, PlantedBug};
 use dsync_core::Start;
-use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// A node's files in its state directory.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub(crate) struct StateDir {
+    disk: Arc<dyn Disk>,
     floor: PathBuf,
+    bugs: Bugs,
+}
+
+impl std::fmt::Debug for StateDir {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StateDir").field("floor", &self.floor).finish_non_exhaustive()
+    }
 }
 
 impl StateDir {
     /// Opens (creating if needed) `dir` for node `id` of `nodes` in `cluster`, checks it belongs to this node,
     /// and says how the node must start.
-    pub(crate) fn open(dir: &Path, cluster: &str, id: usize, nodes: usize) -> Result<(StateDir, Start), StartError> {
+    pub(crate) fn open(
+        disk: Arc<dyn Disk>,
+        dir: &Path,
+        (cluster, id, nodes): (&str, usize, usize),
+        bugs: Bugs,
+    ) -> Result<(StateDir, Start), StartError> {
         let fail = |path: &Path, problem: &str, source: Option<std::io::Error>| StartError::StateDir {
             path: path.to_path_buf(),
             problem: problem.to_string(),
             source,
         };
-        std::fs::create_dir_all(dir).map_err(|e| fail(dir, "cannot create it", Some(e)))?;
+        disk.create_dir_all(dir).map_err(|e| fail(dir, "cannot create it", Some(e)))?;
         let identity_path = dir.join(format!("identity-{id}"));
         let expected = identity(cluster, id, nodes);
-        match std::fs::read_to_string(&identity_path) {
+        match disk.read_to_string(&identity_path) {
             Ok(found) if found == expected => {}
             Ok(found) => {
                 let problem = format!(
@@ -45,12 +60,14 @@ impl StateDir {
                 );
                 return Err(fail(&identity_path, &problem, None));
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => write_durably(&identity_path, &expected)
-                .map_err(|e| fail(&identity_path, "cannot write it", Some(e)))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                write_durably(&*disk, &identity_path, &expected, true)
+                    .map_err(|e| fail(&identity_path, "cannot write it", Some(e)))?
+            }
             Err(e) => return Err(fail(&identity_path, "cannot read it", Some(e))),
         }
         let floor = dir.join(format!("fencing-floor-{id}"));
-        let start = match std::fs::read_to_string(&floor) {
+        let start = match disk.read_to_string(&floor) {
             Ok(s) => match s.trim().parse() {
                 Ok(f) => Start::Restart { durable_floor: Some(f) },
                 // Guessing would risk reissuing fencing tokens.
@@ -65,12 +82,13 @@ impl StateDir {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Start::Bootstrap,
             Err(e) => return Err(fail(&floor, "cannot read it", Some(e))),
         };
-        Ok((StateDir { floor }, start))
+        Ok((StateDir { disk, floor, bugs }, start))
     }
 
     /// Writes the floor durably (temporary file, fsync, rename, fsync of the directory).
     pub(crate) fn write_floor(&self, floor: u64) -> std::io::Result<()> {
-        write_durably(&self.floor, &format!("{floor}\n"))
+        let sync = !self.bugs.has(PlantedBug::FloorWithoutFsync);
+        write_durably(&*self.disk, &self.floor, &format!("{floor}\n"), sync)
     }
 
     /// The floor file, for log lines.
@@ -117,7 +135,7 @@ impl FloorWriter {
     fn spawn(&mut self, floor: u64) {
         self.writing = true;
         let (state, done) = (self.state.clone(), self.done.clone());
-        tokio::task::spawn_blocking(move || {
+        let write = move || {
             let outcome = state.write_floor(floor).map(|()| floor).map_err(|e| {
                 tracing::warn!(
                     path = %state.floor_path().display(),
@@ -127,7 +145,13 @@ impl FloorWriter {
                 floor
             });
             let _ = done.send(outcome);
-        });
+        };
+        if self.state.disk.blocking() {
+            tokio::task::spawn_blocking(write);
+        } else {
+            // A simulated disk: the outcome still arrives through `done`, as from the blocking pool.
+            write();
+        }
     }
 }
 
@@ -135,14 +159,17 @@ fn identity(cluster: &str, id: usize, nodes: usize) -> String {
     format!("cluster={}\nnode={id} of {nodes}\n", cluster.escape_default())
 }
 
-fn write_durably(path: &Path, contents: &str) -> std::io::Result<()> {
+/// Temporary file, fsync, rename over `path`, fsync of the directory: after a crash `path` holds either
+/// the old contents or the new, and once this returns, the new. (`sync` is false only for a planted bug.)
+fn write_durably(disk: &dyn Disk, path: &Path, contents: &str, sync: bool) -> std::io::Result<()> {
     let tmp = path.with_extension("tmp");
-    let mut f = std::fs::File::create(&tmp)?;
-    f.write_all(contents.as_bytes())?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)?;
-    if let Some(dir) = path.parent() {
-        std::fs::File::open(dir)?.sync_all()?;
+    disk.write(&tmp, contents.as_bytes())?;
+    if sync {
+        disk.sync_file(&tmp)?;
+    }
+    disk.rename(&tmp, path)?;
+    if let (true, Some(dir)) = (sync, path.parent()) {
+        disk.sync_dir(dir)?;
     }
     Ok(())
 }
@@ -150,6 +177,11 @@ fn write_durably(path: &Path, contents: &str) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::disk::OsDisk;
+
+    fn open(dir: &Path, cluster: &str, id: usize, nodes: usize) -> Result<(StateDir, Start), StartError> {
+        StateDir::open(Arc::new(OsDisk), dir, (cluster, id, nodes), Bugs::default())
+    }
 
     fn tmp(name: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!("dsync-state-{name}-{}", std::process::id()));
@@ -160,10 +192,10 @@ mod tests {
     #[test]
     fn an_empty_directory_bootstraps_and_a_floor_restarts() {
         let dir = tmp("empty");
-        let (state, start) = StateDir::open(&dir, "c", 1, 3).unwrap();
+        let (state, start) = open(&dir, "c", 1, 3).unwrap();
         assert_eq!(start, Start::Bootstrap);
         state.write_floor(4242).unwrap();
-        let (_, start) = StateDir::open(&dir, "c", 1, 3).unwrap();
+        let (_, start) = open(&dir, "c", 1, 3).unwrap();
         assert_eq!(start, Start::Restart { durable_floor: Some(4242) });
         std::fs::remove_dir_all(&dir).unwrap();
     }
@@ -171,13 +203,13 @@ mod tests {
     #[test]
     fn a_directory_of_another_node_or_cluster_is_refused() {
         let dir = tmp("other");
-        StateDir::open(&dir, "orders", 1, 3).unwrap();
+        open(&dir, "orders", 1, 3).unwrap();
         // Node 1's directory copied to node 2 is fine only for node 2's own files: the identity is per index.
         std::fs::copy(dir.join("identity-1"), dir.join("identity-2")).unwrap();
-        let err = StateDir::open(&dir, "orders", 2, 3).unwrap_err().to_string();
+        let err = open(&dir, "orders", 2, 3).unwrap_err().to_string();
         assert!(err.contains("belongs to another node or cluster"), "{err}");
         assert!(err.contains("identity-2"), "{err}");
-        let err = StateDir::open(&dir, "payments", 1, 3).unwrap_err().to_string();
+        let err = open(&dir, "payments", 1, 3).unwrap_err().to_string();
         assert!(err.contains("orders") && err.contains("payments"), "{err}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
@@ -185,7 +217,7 @@ mod tests {
     #[tokio::test]
     async fn floor_writes_never_overlap_and_the_highest_waiting_one_is_written_next() {
         let dir = tmp("writer");
-        let (state, _) = StateDir::open(&dir, "c", 0, 3).unwrap();
+        let (state, _) = open(&dir, "c", 0, 3).unwrap();
         let (done, mut outcomes) = tokio::sync::mpsc::unbounded_channel();
         let mut writer = FloorWriter::new(state, done);
         writer.request(10);
@@ -203,9 +235,9 @@ mod tests {
     #[test]
     fn a_corrupt_floor_is_an_error_naming_the_file() {
         let dir = tmp("corrupt");
-        StateDir::open(&dir, "c", 0, 1).unwrap();
+        open(&dir, "c", 0, 1).unwrap();
         std::fs::write(dir.join("fencing-floor-0"), "garbage").unwrap();
-        let err = StateDir::open(&dir, "c", 0, 1).unwrap_err().to_string();
+        let err = open(&dir, "c", 0, 1).unwrap_err().to_string();
         assert!(err.contains("fencing-floor-0") && err.contains("does not hold a fencing floor"), "{err}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
@@ -214,7 +246,7 @@ mod tests {
     fn an_uncreatable_directory_names_its_path() {
         let file = tmp("file");
         std::fs::write(&file, "not a directory").unwrap();
-        let err = StateDir::open(&file.join("sub"), "c", 0, 1).unwrap_err();
+        let err = open(&file.join("sub"), "c", 0, 1).unwrap_err();
         assert!(err.to_string().contains(&*file.display().to_string()), "{err}");
         assert!(std::error::Error::source(&err).is_some());
         std::fs::remove_file(&file).unwrap();

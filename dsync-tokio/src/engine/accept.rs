@@ -6,8 +6,9 @@ use super::{Link, Peer, Pending, Reporter, Stats};
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::sync::{watch, Semaphore};
+use tokio::time::Instant;
 use tracing::{debug, Level};
 
 /// Most handshakes in progress at once: a flood of connection attempts costs bounded memory.
@@ -68,12 +69,15 @@ pub(super) async fn accept_loop<L: Link>(
 ) {
     let slots = Arc::new(Semaphore::new(MAX_HANDSHAKES));
     loop {
+        // Biased (here and in every select of this crate): the same inputs pick the same branch, which a
+        // deterministic simulation of this code needs; a stop goes first so a flood cannot delay it.
         let (incoming, addr) = tokio::select! {
+            biased;
+            _ = stop.changed() => return,
             a = link.accept() => match a {
                 Some(a) => a,
                 None => return,
             },
-            _ = stop.changed() => return,
         };
         let Ok(permit) = slots.clone().try_acquire_owned() else {
             reporter.report(

@@ -9,7 +9,8 @@
 //! any other instance is refused too. A connection that ends frees the index at once.
 
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 
 /// First hold-off after a duplicate is detected.
 pub(crate) const HOLDOFF_MIN: Duration = Duration::from_secs(1);

@@ -1,6 +1,7 @@
 //! The engine's building blocks: reconnection backoff, the hand-over of a peer's newest inbound connection,
 //! and admission of frames into a peer's bounded outgoing queue.
 
+use crate::entropy::Entropy;
 use dsync_core::rng::SplitMix64;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -68,12 +69,9 @@ pub struct Backoff {
 }
 
 impl Backoff {
-    /// Steps from `min` doubling up to `max`, with jitter seeded from the OS.
-    pub fn new(min: Duration, max: Duration) -> Self {
-        let mut b = [0u8; 8];
-        // Without OS randomness the jitter is merely less random; reconnection still works.
-        let _ = getrandom::fill(&mut b);
-        Backoff { min, max: max.max(min), step: min, rng: SplitMix64::new(u64::from_le_bytes(b)) }
+    /// Steps from `min` doubling up to `max`, with jitter seeded from `entropy`.
+    pub fn new(min: Duration, max: Duration, entropy: &Entropy) -> Self {
+        Backoff { min, max: max.max(min), step: min, rng: SplitMix64::new(entropy.next_u64()) }
     }
 
     /// How long to wait before the next attempt; the step after it is twice as long (up to the cap).
@@ -155,7 +153,7 @@ mod tests {
     #[test]
     fn backoff_doubles_to_its_cap_with_jitter_and_resets() {
         let (min, max) = (Duration::from_millis(20), Duration::from_millis(100));
-        let mut b = Backoff::new(min, max);
+        let mut b = Backoff::new(min, max, &Entropy::os());
         let waits: Vec<_> = (0..6).map(|_| b.next_wait()).collect();
         assert!(waits[0] >= min / 2 && waits[0] <= min);
         assert!(waits[5] >= max / 2 && waits[5] <= max, "capped: {waits:?}");

@@ -80,6 +80,7 @@ fn node(net: &Inboxes, me: usize, nodes: usize, instance: u64) -> Engine<MemLink
         max_queued_bytes: 1 << 20,
         reconnect_min: Duration::from_millis(5),
         reconnect_max: Duration::from_millis(50),
+        entropy: crate::Entropy::os(),
     };
     Engine::start(link, settings, tracing::Span::none())
 }

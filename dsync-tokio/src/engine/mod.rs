@@ -36,6 +36,7 @@ pub use conn::queue_frames;
 pub use peer::{ByteSource, Deliver};
 pub use report::{Reporter, REPORT_EVERY};
 
+use crate::entropy::Entropy;
 use crate::inbound::Inbound;
 use crate::transport::{Transport, TransportEvent};
 use claim::Claim;
@@ -184,6 +185,8 @@ pub struct Settings {
     pub reconnect_min: Duration,
     /// Largest reconnection delay.
     pub reconnect_max: Duration,
+    /// Where the reconnection jitter comes from ([`Entropy::os`] unless simulated).
+    pub entropy: Entropy,
 }
 
 /// Counters of a transport, shared with its tasks.

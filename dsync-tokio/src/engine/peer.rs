@@ -95,11 +95,12 @@ pub(super) struct PeerTask<L: Link> {
 impl<L: Link> PeerTask<L> {
     pub(super) async fn run(mut self) {
         let s = &self.settings;
-        let mut backoff = Backoff::new(s.reconnect_min, s.reconnect_max);
+        let mut backoff = Backoff::new(s.reconnect_min, s.reconnect_max, &s.entropy);
         let dialing = s.me < self.peer;
         loop {
             let (conn, addr, claim) = if dialing {
                 let dialed = tokio::select! {
+                    biased;
                     d = self.link.dial(self.peer) => d,
                     _ = self.stop.changed() => return,
                     _ = self.drain.wait_for(|d| *d) => return,
@@ -113,6 +114,7 @@ impl<L: Link> PeerTask<L> {
                         // `None`: dialing this peer again cannot help.
                         let Some(at_least) = after else { return };
                         tokio::select! {
+                            biased;
                             _ = tokio::time::sleep(backoff.next_wait().max(at_least)) => {}
                             _ = self.stop.changed() => return,
                             _ = self.drain.wait_for(|d| *d) => return,
@@ -122,6 +124,7 @@ impl<L: Link> PeerTask<L> {
                 }
             } else {
                 tokio::select! {
+                    biased;
                     _ = self.state.newest.arrived() => {}
                     _ = self.stop.changed() => return,
                     _ = self.drain.wait_for(|d| *d) => return,
@@ -165,6 +168,7 @@ impl<L: Link> PeerTask<L> {
         }
         let deliver = Deliver { peer: self.peer, max_frame: self.settings.max_frame, events: self.events.clone() };
         let end = tokio::select! {
+            biased;
             e = reader.run(deliver) => e,
             e = write_loop(&mut writer, &self.state, &self.stats, self.drain.clone()) => e,
             _ = self.state.newest.arrived(), if !dialed => End::Replaced,
@@ -195,6 +199,7 @@ async fn write_loop<C>(
     let mut spare = Vec::new();
     loop {
         let draining = tokio::select! {
+            biased;
             _ = state.ready.notified() => false,
             _ = drain.wait_for(|d| *d) => true,
         };

@@ -3,7 +3,8 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 use tracing::{debug, error, warn, Level};
 
 /// The log target (these lines are about a transport's connections).

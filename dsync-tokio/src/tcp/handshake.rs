@@ -23,6 +23,7 @@
 //! peer, not each later frame and not their confidentiality: across an untrusted network, use the QUIC
 //! transport (TLS).
 
+use crate::entropy::Entropy;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use std::fmt;
@@ -95,14 +96,32 @@ pub struct Identity {
     /// A random number drawn once per transport (process): tells two live nodes claiming one index apart,
     /// and recognises a dial that reached this very node.
     pub instance: u64,
+    /// Where nonces (and the instance) come from: the operating system unless a simulator says otherwise.
+    pub entropy: Entropy,
 }
 
 impl Identity {
-    /// Node `me` of `nodes` in `cluster`, with a fresh random instance.
+    /// Node `me` of `nodes` in `cluster`, with a fresh random instance and the operating system's nonces.
     pub fn new(cluster: impl Into<ClusterName>, me: usize, nodes: usize, secret: impl Into<Arc<[u8]>>) -> Self {
-        let mut b = [0u8; 8];
-        getrandom::fill(&mut b).expect("the operating system's random source is unavailable");
-        Identity { cluster: cluster.into(), me, nodes, secret: secret.into(), instance: u64::from_le_bytes(b) }
+        Self::with_entropy(cluster, me, nodes, secret, Entropy::os())
+    }
+
+    /// As [`Identity::new`], drawing the instance and every nonce from `entropy`.
+    pub fn with_entropy(
+        cluster: impl Into<ClusterName>,
+        me: usize,
+        nodes: usize,
+        secret: impl Into<Arc<[u8]>>,
+        entropy: Entropy,
+    ) -> Self {
+        let instance = entropy.next_u64();
+        Identity { cluster: cluster.into(), me, nodes, secret: secret.into(), instance, entropy }
+    }
+
+    fn nonce(&self) -> [u8; NONCE] {
+        let mut n = [0u8; NONCE];
+        self.entropy.fill(&mut n);
+        n
     }
 }
 
@@ -217,13 +236,6 @@ impl From<std::io::Error> for HandshakeError {
     fn from(e: std::io::Error) -> Self {
         HandshakeError::Io(e)
     }
-}
-
-fn nonce() -> [u8; NONCE] {
-    let mut n = [0u8; NONCE];
-    // The OS RNG failing is not something a lock service can work around.
-    getrandom::fill(&mut n).expect("the operating system's random source is unavailable");
-    n
 }
 
 /// The transcript both sides authenticate.
@@ -396,7 +408,7 @@ pub async fn dial<S: AsyncRead + AsyncWrite + Unpin>(
     id: &Identity,
     peer: usize,
 ) -> Result<(), HandshakeError> {
-    let nd = nonce();
+    let nd = id.nonce();
     s.write_all(&hello(id, peer, &nd)).await?;
     s.flush().await?;
     let mut h = [0u8; HEADER_LEN];
@@ -519,7 +531,7 @@ pub(crate) async fn accept_claimed<S: AsyncRead + AsyncWrite + Unpin>(
         };
         return Err(refuse(s, header(), id, reason::MAY_NOT_DIAL, e).await);
     }
-    let t = Transcript { id, dialer: from, acceptor: id.me, nd, na: nonce(), instance_d: instance };
+    let t = Transcript { id, dialer: from, acceptor: id.me, nd, na: id.nonce(), instance_d: instance };
     let mut c = header();
     let mut body = vec![id.me as u8, from as u8];
     body.extend_from_slice(&t.na);

@@ -26,11 +26,14 @@ pub use crate::engine::{decode_frames, encode_frame, FrameError};
 pub use handshake::{cluster_id, ClusterName};
 
 use crate::engine::{Admit, Deliver, End, Engine, Link, Reader, Redial, Reporter, Settings, Stats, TryWrite, Writer};
+use crate::entropy::Entropy;
 use handshake::{HandshakeError, Identity, Verdict};
 use std::fmt;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tracing::{debug, Level};
@@ -56,6 +59,9 @@ pub struct TcpConfig {
     pub reconnect_max: Duration,
     /// How long a peer may take to complete the handshake.
     pub handshake_timeout: Duration,
+    /// Where handshake nonces, the instance number and reconnection jitter come from: the operating system
+    /// ([`Entropy::os`]); only a deterministic simulator sets [`Entropy::insecure_seeded`].
+    pub entropy: Entropy,
 }
 
 impl TcpConfig {
@@ -76,6 +82,7 @@ impl TcpConfig {
             reconnect_min: Duration::from_millis(20),
             reconnect_max: Duration::from_secs(1),
             handshake_timeout: Duration::from_secs(5),
+            entropy: Entropy::os(),
         }
     }
 }
@@ -175,6 +182,13 @@ impl Engine<TcpLink> {
     /// Starts with a listener the caller bound (e.g. on port 0, so the OS chooses the port).
     pub fn with_listener(cfg: TcpConfig, listener: TcpListener) -> std::io::Result<Self> {
         let local = listener.local_addr()?;
+        Self::start_on(cfg, TokioNet, listener, local)
+    }
+}
+
+impl<N: Net> Engine<TcpLink<N>> {
+    /// Starts on a listener of any [`Net`] (a simulated network's); `local` is where it listens.
+    pub fn start_on(cfg: TcpConfig, net: N, listener: N::Listener, local: SocketAddr) -> std::io::Result<Self> {
         cfg.check(Some(local))?;
         let settings = Settings {
             me: cfg.me,
@@ -183,11 +197,18 @@ impl Engine<TcpLink> {
             max_queued_bytes: cfg.max_queued_bytes,
             reconnect_min: cfg.reconnect_min,
             reconnect_max: cfg.reconnect_max,
+            entropy: cfg.entropy.clone(),
         };
-        let id = Identity::new(cfg.cluster.clone(), cfg.me, cfg.peers.len(), cfg.secret.clone());
+        let id = Identity::with_entropy(
+            cfg.cluster.clone(),
+            cfg.me,
+            cfg.peers.len(),
+            cfg.secret.clone(),
+            cfg.entropy.clone(),
+        );
         // Connection events are logged inside a span naming this node.
         let span = tracing::info_span!("dsync-tcp", node = cfg.me);
-        let link = TcpLink { listener, local, id, cfg, reporter: Reporter::default() };
+        let link = TcpLink { net, listener, local, id, cfg, reporter: Reporter::default() };
         Ok(Engine::start(link, settings, span))
     }
 
@@ -197,9 +218,60 @@ impl Engine<TcpLink> {
     }
 }
 
+/// The sockets a [`TcpLink`] runs on: the operating system's ([`TokioNet`]), or a simulated network's
+/// (`dsync-sim stack` runs the whole TCP transport — handshake, framing, reconnection — over one).
+pub trait Net: Send + Sync + Sized + 'static {
+    /// A bound listening socket.
+    type Listener: Send + Sync + 'static;
+    /// A connected stream (the handshake runs on it).
+    type Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static;
+    /// The receiving half of an authenticated stream.
+    type Reader: Reader;
+    /// The sending half of an authenticated stream.
+    type Writer: Writer;
+
+    /// The next inbound connection and its peer's address. Must be cancel-safe.
+    fn accept(
+        &self,
+        listener: &Self::Listener,
+    ) -> impl Future<Output = std::io::Result<(Self::Stream, SocketAddr)>> + Send;
+
+    /// Connects to `addr`.
+    fn connect(&self, addr: SocketAddr) -> impl Future<Output = std::io::Result<Self::Stream>> + Send;
+
+    /// Splits an authenticated stream into the engine's halves.
+    fn split(&self, stream: Self::Stream) -> (Self::Reader, Self::Writer);
+}
+
+/// The operating system's TCP (tokio's sockets).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TokioNet;
+
+impl Net for TokioNet {
+    type Listener = TcpListener;
+    type Stream = TcpStream;
+    type Reader = TcpReader;
+    type Writer = TcpWriter;
+
+    async fn accept(&self, listener: &TcpListener) -> std::io::Result<(TcpStream, SocketAddr)> {
+        listener.accept().await
+    }
+
+    async fn connect(&self, addr: SocketAddr) -> std::io::Result<TcpStream> {
+        TcpStream::connect(addr).await
+    }
+
+    fn split(&self, stream: TcpStream) -> (TcpReader, TcpWriter) {
+        let _ = stream.set_nodelay(true);
+        let (read, write) = stream.into_split();
+        (TcpReader(read), TcpWriter(Arc::new(write)))
+    }
+}
+
 /// TCP connections authenticated by the cluster secret ([`handshake`]), for the connection engine.
-pub struct TcpLink {
-    listener: TcpListener,
+pub struct TcpLink<N: Net = TokioNet> {
+    net: N,
+    listener: N::Listener,
     local: SocketAddr,
     id: Identity,
     cfg: TcpConfig,
@@ -244,15 +316,15 @@ impl Reader for TcpReader {
     }
 }
 
-impl Link for TcpLink {
-    type Incoming = TcpStream;
-    type Conn = TcpStream;
-    type Reader = TcpReader;
-    type Writer = TcpWriter;
+impl<N: Net> Link for TcpLink<N> {
+    type Incoming = N::Stream;
+    type Conn = N::Stream;
+    type Reader = N::Reader;
+    type Writer = N::Writer;
 
-    async fn accept(&self) -> Option<(TcpStream, SocketAddr)> {
+    async fn accept(&self) -> Option<(N::Stream, SocketAddr)> {
         loop {
-            match self.listener.accept().await {
+            match self.net.accept(&self.listener).await {
                 Ok(a) => return Some(a),
                 Err(e) => {
                     self.reporter.report(Level::WARN, "accept".into(), &format!("accept failed: {e}"));
@@ -262,7 +334,7 @@ impl Link for TcpLink {
         }
     }
 
-    async fn authenticate(&self, mut stream: TcpStream, addr: SocketAddr, admit: &mut Admit<'_>) -> Option<TcpStream> {
+    async fn authenticate(&self, mut stream: N::Stream, addr: SocketAddr, admit: &mut Admit<'_>) -> Option<N::Stream> {
         let timeout = self.cfg.handshake_timeout;
         let decide = |h: &handshake::Hello| match admit.claim(h.peer, h.instance) {
             Ok(()) => Verdict::Welcome,
@@ -282,18 +354,16 @@ impl Link for TcpLink {
         None
     }
 
-    async fn split(&self, stream: TcpStream, _dialed: bool) -> Result<(TcpReader, TcpWriter), String> {
-        let _ = stream.set_nodelay(true);
-        let (read, write) = stream.into_split();
-        Ok((TcpReader(read), TcpWriter(Arc::new(write))))
+    async fn split(&self, stream: N::Stream, _dialed: bool) -> Result<(N::Reader, N::Writer), String> {
+        Ok(self.net.split(stream))
     }
 
     /// A connected, authenticated stream; else how long to wait at least before the next attempt, or
     /// `None` when this peer must not be dialed again.
-    async fn dial(&self, peer: usize) -> Result<(TcpStream, SocketAddr), Redial> {
+    async fn dial(&self, peer: usize) -> Result<(N::Stream, SocketAddr), Redial> {
         let addr = self.cfg.peers[peer];
         let t = self.cfg.handshake_timeout;
-        let mut s = match tokio::time::timeout(t, TcpStream::connect(addr)).await {
+        let mut s = match tokio::time::timeout(t, self.net.connect(addr)).await {
             Ok(Ok(s)) => s,
             Ok(Err(e)) => {
                 // Usually the peer is not (yet) running: not worth more than DEBUG.
