@@ -89,6 +89,8 @@ pub mod queue;
 pub mod rng;
 pub mod schedule;
 pub mod shrink;
+#[cfg(feature = "stack")]
+pub mod stack;
 pub mod swarm;
 pub mod trace;
 pub mod workload;
@@ -102,6 +104,8 @@ pub use workload::{PlannedWrite, Request};
 pub use world::{Phase, RequestOutcome, Stats, World, WorldOptions};
 
 pub use dsync_core::PlantedBug;
+#[cfg(feature = "stack")]
+pub use stack::{run_stack_seed, StackOptions};
 
 /// What one seed did.
 #[derive(Clone, Debug)]

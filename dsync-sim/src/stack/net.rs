@@ -1,0 +1,146 @@
+//! [`SimNet`]: dsync-tokio's TCP link over turmoil's simulated TCP, with connections the harness can reset.
+//!
+//! Everything above the socket is production code: the connection engine dials, accepts, runs the HMAC
+//! handshake, frames and queues exactly as over `tokio::net`. What this file adds is the one thing turmoil's
+//! TCP lacks: a *timeout*. Turmoil drops the segments of a one-way partition and never retransmits them, so a
+//! connection that lost a segment stalls forever, where a real kernel would retransmit and, failing that,
+//! reset the connection after its user timeout. The harness models that timeout by *poisoning* every
+//! connection between two hosts when such a partition is repaired ([`Resets::reset_between`]): both halves
+//! then fail with "connection reset", the engine reconnects, and the protocol carries on.
+
+use dsync_tokio::engine::{ByteSource, Deliver, End, Reader, Writer};
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use tokio::io::AsyncWriteExt;
+use tokio::sync::watch;
+use turmoil::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use turmoil::net::{TcpListener, TcpStream};
+
+/// The live connections of a run, by the pair of hosts they join, so the harness can reset them.
+#[derive(Clone, Default)]
+pub struct Resets {
+    conns: Arc<Mutex<Vec<(IpAddr, IpAddr, watch::Sender<bool>)>>>,
+}
+
+impl Resets {
+    /// A poison switch for a connection from `local` to `remote`; forgets connections that have ended.
+    fn register(&self, local: IpAddr, remote: IpAddr) -> watch::Receiver<bool> {
+        let (tx, rx) = watch::channel(false);
+        let mut conns = self.conns.lock().unwrap_or_else(|e| e.into_inner());
+        conns.retain(|(_, _, tx)| tx.receiver_count() > 0);
+        conns.push((local, remote, tx));
+        rx
+    }
+
+    /// Resets every connection between hosts `a` and `b` (either side, either direction); returns how many
+    /// connection ends were reset.
+    pub fn reset_between(&self, a: IpAddr, b: IpAddr) -> usize {
+        let mut conns = self.conns.lock().unwrap_or_else(|e| e.into_inner());
+        conns.retain(|(_, _, tx)| tx.receiver_count() > 0);
+        let mut k = 0;
+        for (l, r, tx) in conns.iter() {
+            if (*l == a && *r == b) || (*l == b && *r == a) {
+                tx.send_replace(true);
+                k += 1;
+            }
+        }
+        k
+    }
+}
+
+/// dsync-tokio's [`Net`](dsync_tokio::tcp::Net) over `turmoil::net`: the TCP link's sockets in the
+/// simulator.
+#[derive(Clone, Default)]
+pub struct SimNet {
+    resets: Resets,
+}
+
+impl SimNet {
+    /// A network whose connections are registered in `resets`.
+    pub fn new(resets: Resets) -> Self {
+        SimNet { resets }
+    }
+}
+
+impl dsync_tokio::tcp::Net for SimNet {
+    type Listener = TcpListener;
+    type Stream = TcpStream;
+    type Reader = SimReader;
+    type Writer = SimWriter;
+
+    async fn accept(&self, l: &TcpListener) -> io::Result<(TcpStream, SocketAddr)> {
+        l.accept().await
+    }
+
+    async fn connect(&self, addr: SocketAddr) -> io::Result<TcpStream> {
+        TcpStream::connect(addr).await
+    }
+
+    fn split(&self, s: TcpStream) -> (SimReader, SimWriter) {
+        let ends = (s.local_addr(), s.peer_addr());
+        let poison = match ends {
+            (Ok(l), Ok(r)) => self.resets.register(l.ip(), r.ip()),
+            // Unknown ends: a connection nobody can reset (never happens with turmoil streams).
+            _ => watch::channel(false).1,
+        };
+        let (r, w) = s.into_split();
+        (SimReader { half: r, poison: poison.clone() }, SimWriter { half: w, poison })
+    }
+}
+
+/// The receiving half of a simulated connection. It is deliberately *not* `AsyncRead`: it is its own
+/// [`ByteSource`], which fails with "connection reset" once the harness poisons the connection.
+pub struct SimReader {
+    half: OwnedReadHalf,
+    poison: watch::Receiver<bool>,
+}
+
+/// The sending half of a simulated connection: `write_all` + `flush`, failing once poisoned.
+pub struct SimWriter {
+    half: OwnedWriteHalf,
+    poison: watch::Receiver<bool>,
+}
+
+const RESET: &str = "connection reset (simulated TCP user timeout)";
+
+async fn poisoned(rx: &mut watch::Receiver<bool>) {
+    // An error means the harness dropped the switch: the connection can no longer be reset, wait forever.
+    if rx.wait_for(|p| *p).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+impl ByteSource for SimReader {
+    async fn read_into(&mut self, buf: &mut Vec<u8>) -> Result<usize, String> {
+        if *self.poison.borrow() {
+            return Err(RESET.into());
+        }
+        let SimReader { half, poison } = self;
+        tokio::select! {
+            biased;
+            _ = poisoned(poison) => Err(RESET.into()),
+            r = tokio::io::AsyncReadExt::read_buf(half, buf) => r.map_err(|e| e.to_string()),
+        }
+    }
+}
+
+impl Reader for SimReader {
+    async fn run(self, deliver: Deliver) -> End {
+        deliver.frames(self).await
+    }
+}
+
+impl Writer for SimWriter {
+    async fn write(&mut self, bytes: &[u8]) -> Result<(), String> {
+        if *self.poison.borrow() {
+            return Err(RESET.into());
+        }
+        let SimWriter { half, poison } = self;
+        tokio::select! {
+            biased;
+            _ = poisoned(poison) => Err(RESET.into()),
+            r = async { half.write_all(bytes).await?; half.flush().await } => r.map_err(|e| e.to_string()),
+        }
+    }
+}

@@ -1,0 +1,180 @@
+//! [`Scenario`]: your own application code on the real stack, under the seed's faults or none, judged by
+//! the same checkers.
+
+use super::app::{self, AppCtx};
+use super::faults::{host, Faults};
+use super::net::Resets;
+use super::plan::{Plan, S};
+use super::record::Recorder;
+use super::{build_sim, drive, host_main, report, AppFn, HostEnv, StackOptions, Times};
+use crate::Report;
+use dsync_tokio::{Guard, Node};
+use std::cell::Cell;
+use std::future::Future;
+use std::rc::Rc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// A stack run to configure: the seed's plan (faults and random workload), optionally replaced or joined by
+/// your own application code.
+pub struct Scenario {
+    opts: StackOptions,
+    seed: u64,
+    plan: Plan,
+    workload: bool,
+    apps: Vec<AppFn>,
+}
+
+impl Scenario {
+    /// The seed's plan for `opts.nodes` nodes (1 to 16), with the random workload.
+    pub fn new(opts: StackOptions, seed: u64) -> Self {
+        let plan = super::plan_for(seed, &opts);
+        Scenario { opts, seed, plan, workload: true, apps: Vec::new() }
+    }
+
+    /// No faults and no random workload: only the applications added with [`Scenario::app`]; the end
+    /// phases (probes, quiescence, holder query) start 3 s in.
+    pub fn calm(mut self) -> Self {
+        self.plan.faults.clear();
+        self.plan.heal_at = 3 * S;
+        self.workload = false;
+        self
+    }
+
+    /// Keeps the seed's faults but not its random workload.
+    pub fn without_workload(mut self) -> Self {
+        self.workload = false;
+        self
+    }
+
+    /// Adds application code: `f` runs on every node at every start (again after a restart), as a task of
+    /// that host, so it dies with the host.
+    pub fn app<F, Fut>(mut self, f: F) -> Self
+    where
+        F: Fn(ScenarioCtx) -> Fut + 'static,
+        Fut: Future<Output = ()> + 'static,
+    {
+        self.apps.push(Rc::new(move |ctx| Box::pin(f(ctx))));
+        self
+    }
+
+    /// The plan this scenario runs.
+    pub fn plan(&self) -> &Plan {
+        &self.plan
+    }
+
+    /// Runs to the end and checks.
+    pub fn run(self) -> Report {
+        let Scenario { opts, seed, plan, workload, apps } = self;
+        let n = plan.nodes;
+        let times = Times::for_plan(&plan);
+        let rec = Recorder::new(n, opts.log);
+        for i in 0..plan.resources {
+            rec.resource(&format!("r{i}"));
+        }
+        let resets = Resets::default();
+        let wipes = Arc::new(Mutex::new(vec![0u32; n]));
+        let plan = Arc::new(plan);
+        let mut sim = build_sim(seed, &plan, &times);
+        let env = HostEnv {
+            seed,
+            plan: plan.clone(),
+            rec: rec.clone(),
+            resets: resets.clone(),
+            wipes: wipes.clone(),
+            bug: opts.planted_bug,
+            workload,
+            apps,
+            times,
+        };
+        for i in 0..n {
+            let env = env.clone();
+            sim.host(host(i), move || host_main(env.clone(), i));
+        }
+        let mut faults = Faults::new(&plan, &sim, resets, wipes);
+        let end = drive(&mut sim, &mut faults, &rec, &times);
+        // Dropping the simulation drops every host's tasks inside turmoil's world.
+        drop(sim);
+        report(seed, n, &rec, end)
+    }
+}
+
+/// What your application code gets on each node start.
+#[derive(Clone)]
+pub struct ScenarioCtx {
+    pub(crate) app: AppCtx,
+    pub(crate) index: usize,
+}
+
+impl ScenarioCtx {
+    /// This node's handle (the public dsync-tokio API).
+    pub fn node(&self) -> &Node {
+        &self.app.node
+    }
+
+    /// This node's index.
+    pub fn id(&self) -> usize {
+        self.app.id
+    }
+
+    /// This node's incarnation (0 at the first start, +1 per restart).
+    pub fn incarnation(&self) -> u32 {
+        self.app.inc
+    }
+
+    /// True time, ns.
+    pub fn now(&self) -> u64 {
+        app::now()
+    }
+
+    /// Starts recording a hold of `guard` over `resources` (the names it was taken for): the belief interval
+    /// begins now and ends at [`Held::release`], at `lost()`, or when the host crashes.
+    pub fn hold(&self, guard: Guard, resources: &[&str]) -> Held {
+        let res: Vec<String> = resources.iter().map(|s| s.to_string()).collect();
+        let h = app::begin(&self.app, 1000 + self.index, &guard, &res, guard.mode());
+        Held { ctx: self.app.clone(), app: 1000 + self.index, h, guard }
+    }
+}
+
+/// A guard whose hold the checkers know about; see [`ScenarioCtx::hold`].
+pub struct Held {
+    ctx: AppCtx,
+    app: usize,
+    h: usize,
+    guard: Guard,
+}
+
+impl Held {
+    /// The guard.
+    pub fn guard(&self) -> &Guard {
+        &self.guard
+    }
+
+    /// Writes the guard's fencing token to the fenced register of every resource held; whether every write
+    /// was accepted. A rejection while `lost()` has not resolved is a violation.
+    pub fn write(&self) -> bool {
+        register_write(&self.ctx, self.h)
+    }
+
+    /// Works for `d` unless the lease is lost first; returns whether it was lost (the belief ends then).
+    pub async fn work(&self, d: Duration) -> bool {
+        let frozen = Cell::new(false);
+        app::watch_lost(&self.ctx, self.app, self.h, &self.guard, &frozen, tokio::time::sleep(d)).await;
+        self.guard.is_lost()
+    }
+
+    /// A GC-like pause of `d`: the application cannot react to `lost()` meanwhile.
+    pub async fn freeze(&self, d: Duration) {
+        let frozen = Cell::new(true);
+        app::watch_lost(&self.ctx, self.app, self.h, &self.guard, &frozen, tokio::time::sleep(d)).await;
+    }
+
+    /// Ends the hold and releases the lock (waiting for the confirmations).
+    pub async fn release(self) {
+        app::end(&self.ctx, self.app, self.h, self.guard, true).await;
+    }
+}
+
+fn register_write(ctx: &AppCtx, h: usize) -> bool {
+    super::register::write(&ctx.rec, h, app::now())
+}
