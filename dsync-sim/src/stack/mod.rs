@@ -195,8 +195,12 @@ pub(crate) async fn host_main(env: HostEnv, i: usize) -> turmoil::Result {
     let inc = env.rec.started(i, now());
     let wiped = env.wipes.lock().unwrap_or_else(|e| e.into_inner())[i];
     let dir = if wiped == 0 { "/state".to_string() } else { format!("/state-wiped-{wiped}") };
+    // The host keeps its node until it crashes: a node whose last handle drops shuts down gracefully, and
+    // that is neither a crash nor something the run plans.
+    let mut keep = None;
     match start_node(&env, i, inc, &dir).await {
         Ok(node) => {
+            keep = Some(node.clone());
             let ctx = AppCtx { node, id: i, inc, rec: env.rec.clone(), plan: env.plan.clone(), seed: env.seed };
             if env.workload {
                 for a in 0..env.plan.apps {
@@ -219,6 +223,7 @@ pub(crate) async fn host_main(env: HostEnv, i: usize) -> turmoil::Result {
         ),
     }
     std::future::pending::<()>().await;
+    drop(keep);
     Ok(())
 }
 

@@ -11,37 +11,71 @@
 use dsync_tokio::engine::{ByteSource, Deliver, End, Reader, Writer};
 use std::io;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::io::AsyncWriteExt;
-use tokio::sync::watch;
+use tokio::sync::Notify;
 use turmoil::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use turmoil::net::{TcpListener, TcpStream};
+
+/// A connection's poison switch. Not a `tokio::sync::watch`: a watch wakes its waiters in an order drawn
+/// from tokio's per-runtime random generator (seeded from the OS), which would make runs differ. A
+/// `Notify` wakes them in a fixed order.
+#[derive(Default)]
+struct Poison {
+    set: AtomicBool,
+    wake: Notify,
+}
+
+impl Poison {
+    fn is_set(&self) -> bool {
+        self.set.load(Ordering::SeqCst)
+    }
+
+    fn set(&self) {
+        self.set.store(true, Ordering::SeqCst);
+        self.wake.notify_waiters();
+    }
+
+    async fn wait(&self) {
+        loop {
+            let woken = self.wake.notified();
+            tokio::pin!(woken);
+            woken.as_mut().enable();
+            if self.is_set() {
+                return;
+            }
+            woken.await;
+        }
+    }
+}
 
 /// The live connections of a run, by the pair of hosts they join, so the harness can reset them.
 #[derive(Clone, Default)]
 pub struct Resets {
-    conns: Arc<Mutex<Vec<(IpAddr, IpAddr, watch::Sender<bool>)>>>,
+    conns: Arc<Mutex<Vec<(IpAddr, IpAddr, Arc<Poison>)>>>,
 }
 
 impl Resets {
     /// A poison switch for a connection from `local` to `remote`; forgets connections that have ended.
-    fn register(&self, local: IpAddr, remote: IpAddr) -> watch::Receiver<bool> {
-        let (tx, rx) = watch::channel(false);
+    fn register(&self, local: IpAddr, remote: IpAddr) -> Arc<Poison> {
+        let p = Arc::new(Poison::default());
         let mut conns = self.conns.lock().unwrap_or_else(|e| e.into_inner());
-        conns.retain(|(_, _, tx)| tx.receiver_count() > 0);
-        conns.push((local, remote, tx));
-        rx
+        // Both halves hold the switch while the connection lives.
+        conns.retain(|(_, _, p)| Arc::strong_count(p) > 1);
+        conns.push((local, remote, p.clone()));
+        p
     }
 
     /// Resets every connection between hosts `a` and `b` (either side, either direction); returns how many
     /// connection ends were reset.
     pub fn reset_between(&self, a: IpAddr, b: IpAddr) -> usize {
         let mut conns = self.conns.lock().unwrap_or_else(|e| e.into_inner());
-        conns.retain(|(_, _, tx)| tx.receiver_count() > 0);
+        conns.retain(|(_, _, p)| Arc::strong_count(p) > 1);
         let mut k = 0;
-        for (l, r, tx) in conns.iter() {
+        for (l, r, p) in conns.iter() {
             if (*l == a && *r == b) || (*l == b && *r == a) {
-                tx.send_replace(true);
+                p.set();
                 k += 1;
             }
         }
@@ -82,7 +116,7 @@ impl dsync_tokio::tcp::Net for SimNet {
         let poison = match ends {
             (Ok(l), Ok(r)) => self.resets.register(l.ip(), r.ip()),
             // Unknown ends: a connection nobody can reset (never happens with turmoil streams).
-            _ => watch::channel(false).1,
+            _ => Arc::new(Poison::default()),
         };
         let (r, w) = s.into_split();
         (SimReader { half: r, poison: poison.clone() }, SimWriter { half: w, poison })
@@ -93,33 +127,27 @@ impl dsync_tokio::tcp::Net for SimNet {
 /// [`ByteSource`], which fails with "connection reset" once the harness poisons the connection.
 pub struct SimReader {
     half: OwnedReadHalf,
-    poison: watch::Receiver<bool>,
+    poison: Arc<Poison>,
 }
 
 /// The sending half of a simulated connection: `write_all` + `flush`, failing once poisoned.
 pub struct SimWriter {
     half: OwnedWriteHalf,
-    poison: watch::Receiver<bool>,
+    poison: Arc<Poison>,
 }
 
 const RESET: &str = "connection reset (simulated TCP user timeout)";
 
-async fn poisoned(rx: &mut watch::Receiver<bool>) {
-    // An error means the harness dropped the switch: the connection can no longer be reset, wait forever.
-    if rx.wait_for(|p| *p).await.is_err() {
-        std::future::pending::<()>().await;
-    }
-}
 
 impl ByteSource for SimReader {
     async fn read_into(&mut self, buf: &mut Vec<u8>) -> Result<usize, String> {
-        if *self.poison.borrow() {
+        if self.poison.is_set() {
             return Err(RESET.into());
         }
         let SimReader { half, poison } = self;
         tokio::select! {
             biased;
-            _ = poisoned(poison) => Err(RESET.into()),
+            _ = poison.wait() => Err(RESET.into()),
             r = tokio::io::AsyncReadExt::read_buf(half, buf) => r.map_err(|e| e.to_string()),
         }
     }
@@ -133,13 +161,13 @@ impl Reader for SimReader {
 
 impl Writer for SimWriter {
     async fn write(&mut self, bytes: &[u8]) -> Result<(), String> {
-        if *self.poison.borrow() {
+        if self.poison.is_set() {
             return Err(RESET.into());
         }
         let SimWriter { half, poison } = self;
         tokio::select! {
             biased;
-            _ = poisoned(poison) => Err(RESET.into()),
+            _ = poison.wait() => Err(RESET.into()),
             r = async { half.write_all(bytes).await?; half.flush().await } => r.map_err(|e| e.to_string()),
         }
     }

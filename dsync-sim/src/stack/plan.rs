@@ -159,6 +159,7 @@ pub fn generate(seed: u64, nodes: usize) -> Plan {
     }
     // Crashes: per node, one at a time; waves crash a majority or everyone at once.
     let mut busy = vec![0u64; nodes];
+    let mut wiped = false;
     if crashes {
         for _ in 0..r.range(1, 2 * nodes as u64) {
             let node = r.below(nodes as u64) as usize;
@@ -168,7 +169,11 @@ pub fn generate(seed: u64, nodes: usize) -> Plan {
             }
             let restart = (at + r.log_range(10 * MS, 3 * LEASE)).min(end);
             busy[node] = restart + S / 2;
-            let wipe = wipes && r.chance(0.3);
+            // At most one wiped directory per run: a node that lost its state recovers its floor from a read
+            // quorum of peers that know theirs, so wiping a majority within one recovery window wedges the
+            // cluster *by design* (it must never reissue tokens) — an operator's disaster, not a finding.
+            let wipe = wipes && !wiped && r.chance(0.3);
+            wiped |= wipe;
             plan.faults.push((at, Fault::Crash { nodes: 1 << node, restart, wipe }));
         }
     }

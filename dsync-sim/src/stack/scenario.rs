@@ -4,7 +4,8 @@
 use super::app::{self, AppCtx};
 use super::faults::{host, Faults};
 use super::net::Resets;
-use super::plan::{Plan, S};
+use super::plan::{Fault, Plan, S};
+use crate::FaultError;
 use super::record::Recorder;
 use super::{build_sim, drive, host_main, report, AppFn, HostEnv, StackOptions, Times};
 use crate::Report;
@@ -45,6 +46,40 @@ impl Scenario {
     pub fn without_workload(mut self) -> Self {
         self.workload = false;
         self
+    }
+
+    /// Moves the heal time to `at` (at least 1 s): faults at or after it are dropped, and the end phases
+    /// follow it.
+    pub fn heal_at(mut self, at: Duration) -> Self {
+        let at = (at.as_nanos() as u64).max(S);
+        self.plan.heal_at = at;
+        self.plan.faults.retain(|(t, _)| *t < at);
+        self
+    }
+
+    /// Adds a fault at true time `at`. Refused if it lands at or after the heal time, or names a node
+    /// outside the cluster; its own end (`until`, `restart`) may be later — healing ends it then. A two-way
+    /// partition ([`Fault::Hold`]) and a one-way one ([`Fault::OneWay`]) must not overlap in time (turmoil
+    /// does not support both on one link).
+    pub fn fault(mut self, at: Duration, fault: Fault) -> Result<Self, FaultError> {
+        let at = at.as_nanos() as u64;
+        let heal_at = self.plan.heal_at;
+        if at >= heal_at {
+            return Err(FaultError::AfterHeal { at, heal_at });
+        }
+        let nodes = self.plan.nodes;
+        let bad_mask = |m: u64| (m >> nodes != 0).then(|| FaultError::NoSuchNode { node: 63 - m.leading_zeros() as usize, nodes });
+        let err = match &fault {
+            Fault::Hold { side: m, .. } | Fault::OneWay { from: m, .. } | Fault::Crash { nodes: m, .. } => bad_mask(*m),
+            Fault::Reset { a, b } => [*a, *b].into_iter().find(|&x| x >= nodes).map(|node| FaultError::NoSuchNode { node, nodes }),
+            Fault::Latency { .. } => None,
+        };
+        if let Some(e) = err {
+            return Err(e);
+        }
+        let pos = self.plan.faults.iter().position(|(t, _)| *t > at).unwrap_or(self.plan.faults.len());
+        self.plan.faults.insert(pos, (at, fault));
+        Ok(self)
     }
 
     /// Adds application code: `f` runs on every node at every start (again after a restart), as a task of
