@@ -9,6 +9,7 @@
 //! ([`super::net::Resets`]), so the engine reconnects as it would in production.
 
 use super::net::Resets;
+use super::sockets::SocketTable;
 use super::plan::{Fault, Plan};
 use super::record::Recorder;
 use std::net::IpAddr;
@@ -30,6 +31,7 @@ pub struct Faults {
     /// Per node, how many times its state directory was wiped (the host reads it at start).
     wipes: Arc<Mutex<Vec<u32>>>,
     resets: Resets,
+    tables: Vec<SocketTable>,
     ips: Vec<IpAddr>,
     nodes: usize,
     base_latency: u64,
@@ -46,11 +48,11 @@ enum Action {
 
 impl Faults {
     /// The plan's faults for `sim`, whose hosts are already registered.
-    pub fn new(plan: &Plan, sim: &Sim<'_>, resets: Resets, wipes: Arc<Mutex<Vec<u32>>>) -> Self {
+    pub fn new(plan: &Plan, sim: &Sim<'_>, resets: Resets, tables: Vec<SocketTable>, wipes: Arc<Mutex<Vec<u32>>>) -> Self {
         let mut queue: Vec<(u64, Action)> = plan.faults.iter().map(|(t, f)| (*t, Action::Apply(f.clone()))).collect();
         queue.reverse(); // popped from the back, in time order
         let ips = (0..plan.nodes).map(|i| sim.lookup(host(i))).collect();
-        Faults { queue, down: 0, wipes, resets, ips, nodes: plan.nodes, base_latency: plan.latency.1, min_latency: plan.latency.0 }
+        Faults { queue, down: 0, wipes, resets, tables, ips, nodes: plan.nodes, base_latency: plan.latency.1, min_latency: plan.latency.0 }
     }
 
     /// Applies everything due at or before `now`.
@@ -115,7 +117,10 @@ impl Faults {
             Action::Apply(Fault::Crash { nodes, restart, wipe }) => {
                 let nodes = nodes & !self.down;
                 for i in (0..self.nodes).filter(|i| nodes >> i & 1 == 1) {
+                    // Its sockets close in creation order, not in the order tokio drops its tasks.
+                    self.tables[i].crashing(true);
                     sim.crash(host(i).as_str());
+                    self.tables[i].crashing(false);
                     rec.crashed(i, now);
                 }
                 self.down |= nodes;

@@ -63,6 +63,7 @@ pub mod plan;
 pub mod record;
 pub mod register;
 mod scenario;
+pub mod sockets;
 
 pub use dsync_tokio::PlantedBug;
 pub use scenario::{Scenario, ScenarioCtx};
@@ -124,6 +125,7 @@ pub(crate) struct HostEnv {
     pub(crate) plan: Arc<Plan>,
     pub(crate) rec: Recorder,
     pub(crate) resets: Resets,
+    pub(crate) tables: Vec<sockets::SocketTable>,
     pub(crate) wipes: Arc<Mutex<Vec<u32>>>,
     pub(crate) bug: Option<PlantedBug>,
     pub(crate) workload: bool,
@@ -176,7 +178,7 @@ async fn start_node(env: &HostEnv, i: usize, inc: u32, dir: &str) -> Result<Node
     let mut cfg = TcpConfig::new(peers.clone(), i, cluster_id("sim"), secret.clone());
     cfg.entropy = entropy.clone();
     let local = peers[i];
-    let transport = Engine::<TcpLink<SimNet>>::start_on(cfg, SimNet::new(env.resets.clone()), listener, local)
+    let transport = Engine::<TcpLink<SimNet>>::start_on(cfg, SimNet::new(env.resets.clone(), env.tables[i].clone()), listener, local)
         .map_err(|e| format!("transport: {e}"))?;
     NodeBuilder::new(peers, i)
         .secret(&secret[..])

@@ -15,14 +15,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::Notify;
-use turmoil::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use super::sockets::{self, Sock, SimStream, SocketTable};
 use turmoil::net::{TcpListener, TcpStream};
 
 /// A connection's poison switch. Not a `tokio::sync::watch`: a watch wakes its waiters in an order drawn
 /// from tokio's per-runtime random generator (seeded from the OS), which would make runs differ. A
 /// `Notify` wakes them in a fixed order.
 #[derive(Default)]
-struct Poison {
+pub(crate) struct Poison {
     set: AtomicBool,
     wake: Notify,
 }
@@ -84,60 +84,75 @@ impl Resets {
 }
 
 /// dsync-tokio's [`Net`](dsync_tokio::tcp::Net) over `turmoil::net`: the TCP link's sockets in the
-/// simulator.
+/// simulator, registered in the host's [`SocketTable`] (closed in a fixed order when the host crashes) and
+/// in the run's [`Resets`].
 #[derive(Clone, Default)]
 pub struct SimNet {
     resets: Resets,
+    table: SocketTable,
 }
 
 impl SimNet {
-    /// A network whose connections are registered in `resets`.
-    pub fn new(resets: Resets) -> Self {
-        SimNet { resets }
+    /// A host's network: its connections registered in `resets` and its sockets in `table`.
+    pub fn new(resets: Resets, table: SocketTable) -> Self {
+        SimNet { resets, table }
+    }
+
+    fn wrap(&self, s: Sock) -> SimStream {
+        SimStream { slot: self.table.add(s), table: self.table.clone() }
     }
 }
 
 impl dsync_tokio::tcp::Net for SimNet {
     type Listener = TcpListener;
-    type Stream = TcpStream;
+    type Stream = SimStream;
     type Reader = SimReader;
     type Writer = SimWriter;
 
-    async fn accept(&self, l: &TcpListener) -> io::Result<(TcpStream, SocketAddr)> {
-        l.accept().await
+    async fn accept(&self, l: &TcpListener) -> io::Result<(SimStream, SocketAddr)> {
+        let (s, addr) = l.accept().await?;
+        Ok((self.wrap(Sock::Stream(s)), addr))
     }
 
-    async fn connect(&self, addr: SocketAddr) -> io::Result<TcpStream> {
-        TcpStream::connect(addr).await
+    async fn connect(&self, addr: SocketAddr) -> io::Result<SimStream> {
+        Ok(self.wrap(Sock::Stream(TcpStream::connect(addr).await?)))
     }
 
-    fn split(&self, s: TcpStream) -> (SimReader, SimWriter) {
-        let ends = (s.local_addr(), s.peer_addr());
-        let poison = match ends {
+    fn split(&self, s: SimStream) -> (SimReader, SimWriter) {
+        let Some(Sock::Stream(t)) = sockets::take(&s.slot) else {
+            // Closed under us (the host is crashing): halves that fail at once.
+            let poison = Arc::new(Poison::default());
+            poison.set.store(true, Ordering::SeqCst);
+            let dead = || SimStream { slot: Arc::new(std::sync::Mutex::new(None)), table: self.table.clone() };
+            return (SimReader { half: dead(), poison: poison.clone() }, SimWriter { half: dead(), poison });
+        };
+        let poison = match (t.local_addr(), t.peer_addr()) {
             (Ok(l), Ok(r)) => self.resets.register(l.ip(), r.ip()),
             // Unknown ends: a connection nobody can reset (never happens with turmoil streams).
             _ => Arc::new(Poison::default()),
         };
-        let (r, w) = s.into_split();
-        (SimReader { half: r, poison: poison.clone() }, SimWriter { half: w, poison })
+        let (r, w) = t.into_split();
+        (
+            SimReader { half: self.wrap(Sock::Read(r)), poison: poison.clone() },
+            SimWriter { half: self.wrap(Sock::Write(w)), poison },
+        )
     }
 }
 
 /// The receiving half of a simulated connection. It is deliberately *not* `AsyncRead`: it is its own
 /// [`ByteSource`], which fails with "connection reset" once the harness poisons the connection.
 pub struct SimReader {
-    half: OwnedReadHalf,
+    half: SimStream,
     poison: Arc<Poison>,
 }
 
 /// The sending half of a simulated connection: `write_all` + `flush`, failing once poisoned.
 pub struct SimWriter {
-    half: OwnedWriteHalf,
+    half: SimStream,
     poison: Arc<Poison>,
 }
 
 const RESET: &str = "connection reset (simulated TCP user timeout)";
-
 
 impl ByteSource for SimReader {
     async fn read_into(&mut self, buf: &mut Vec<u8>) -> Result<usize, String> {

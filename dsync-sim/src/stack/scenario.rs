@@ -7,6 +7,7 @@ use super::net::Resets;
 use super::plan::{Fault, Plan, S};
 use crate::FaultError;
 use super::record::Recorder;
+use super::sockets::SocketTable;
 use super::{build_sim, drive, host_main, report, AppFn, HostEnv, StackOptions, Times};
 use crate::Report;
 use dsync_tokio::{Guard, Node};
@@ -108,6 +109,7 @@ impl Scenario {
             rec.resource(&format!("r{i}"));
         }
         let resets = Resets::default();
+        let tables: Vec<SocketTable> = (0..n).map(|_| SocketTable::default()).collect();
         let wipes = Arc::new(Mutex::new(vec![0u32; n]));
         let plan = Arc::new(plan);
         let mut sim = build_sim(seed, &plan, &times);
@@ -116,6 +118,7 @@ impl Scenario {
             plan: plan.clone(),
             rec: rec.clone(),
             resets: resets.clone(),
+            tables: tables.clone(),
             wipes: wipes.clone(),
             bug: opts.planted_bug,
             workload,
@@ -126,7 +129,7 @@ impl Scenario {
             let env = env.clone();
             sim.host(host(i), move || host_main(env.clone(), i));
         }
-        let mut faults = Faults::new(&plan, &sim, resets, wipes);
+        let mut faults = Faults::new(&plan, &sim, resets, tables, wipes);
         let end = drive(&mut sim, &mut faults, &rec, &times);
         // Dropping the simulation drops every host's tasks inside turmoil's world.
         drop(sim);
