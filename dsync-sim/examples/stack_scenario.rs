@@ -19,7 +19,9 @@ fn main() -> std::process::ExitCode {
         .calm()
         .heal_at(Duration::from_secs(15))
         .fault(Duration::from_secs(2), Fault::Hold { side: 0b100, until: 5_000_000_000 })
-        .and_then(|s| s.fault(Duration::from_secs(6), Fault::Crash { nodes: 0b010, restart: 6_500_000_000, wipe: false }));
+        .and_then(|s| {
+            s.fault(Duration::from_secs(6), Fault::Crash { nodes: 0b010, restart: 6_500_000_000, wipe: false })
+        });
     let scenario = match scenario {
         Ok(s) => s,
         Err(e) => {

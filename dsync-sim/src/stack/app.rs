@@ -181,7 +181,17 @@ pub(crate) fn begin(ctx: &AppCtx, app: usize, guard: &Guard, res: &[String], mod
     let token = guard.fencing_token();
     let h = {
         let mut r = ctx.rec.lock();
-        r.holds.push(Hold { node: ctx.id, inc: ctx.inc, app, mode, res: ids, token, start: t, end: None, lost_at: None });
+        r.holds.push(Hold {
+            node: ctx.id,
+            inc: ctx.inc,
+            app,
+            mode,
+            res: ids,
+            token,
+            start: t,
+            end: None,
+            lost_at: None,
+        });
         r.holds.len() - 1
     };
     ctx.rec.event(t, ctx.id, app, "acquired", &[h as u64, token, mode as u64], || {

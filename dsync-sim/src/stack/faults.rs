@@ -9,9 +9,9 @@
 //! ([`super::net::Resets`]), so the engine reconnects as it would in production.
 
 use super::net::Resets;
-use super::sockets::SocketTable;
 use super::plan::{Fault, Plan};
 use super::record::Recorder;
+use super::sockets::SocketTable;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -48,11 +48,27 @@ enum Action {
 
 impl Faults {
     /// The plan's faults for `sim`, whose hosts are already registered.
-    pub fn new(plan: &Plan, sim: &Sim<'_>, resets: Resets, tables: Vec<SocketTable>, wipes: Arc<Mutex<Vec<u32>>>) -> Self {
+    pub fn new(
+        plan: &Plan,
+        sim: &Sim<'_>,
+        resets: Resets,
+        tables: Vec<SocketTable>,
+        wipes: Arc<Mutex<Vec<u32>>>,
+    ) -> Self {
         let mut queue: Vec<(u64, Action)> = plan.faults.iter().map(|(t, f)| (*t, Action::Apply(f.clone()))).collect();
         queue.reverse(); // popped from the back, in time order
         let ips = (0..plan.nodes).map(|i| sim.lookup(host(i))).collect();
-        Faults { queue, down: 0, wipes, resets, tables, ips, nodes: plan.nodes, base_latency: plan.latency.1, min_latency: plan.latency.0 }
+        Faults {
+            queue,
+            down: 0,
+            wipes,
+            resets,
+            tables,
+            ips,
+            nodes: plan.nodes,
+            base_latency: plan.latency.1,
+            min_latency: plan.latency.0,
+        }
     }
 
     /// Applies everything due at or before `now`.

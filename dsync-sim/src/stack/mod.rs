@@ -45,13 +45,15 @@
 //!         // Runs on every node: take "x", write to the fenced register, release.
 //!         for _ in 0..3 {
 //!             let guard = ctx.node().mutex(["x"]).lock().await.expect("lock");
-//!             let ok = ctx.write(&guard, &["x"]).await;
-//!             assert!(ok, "a fresh holder's write is accepted");
-//!             guard.release().await.expect("release");
+//!             let held = ctx.hold(guard, &["x"]); // the checkers now know this node believes it holds "x"
+//!             assert!(held.write(), "a valid holder's fenced write is accepted");
+//!             held.work(std::time::Duration::from_millis(50)).await; // cut short if the lease is lost
+//!             held.release().await;
 //!         }
 //!     })
 //!     .run();
 //! assert!(report.violations.is_empty(), "{:?}", report.violations);
+//! assert!(report.stats.writes_accepted >= 9);
 //! ```
 
 pub mod app;
@@ -178,8 +180,13 @@ async fn start_node(env: &HostEnv, i: usize, inc: u32, dir: &str) -> Result<Node
     let mut cfg = TcpConfig::new(peers.clone(), i, cluster_id("sim"), secret.clone());
     cfg.entropy = entropy.clone();
     let local = peers[i];
-    let transport = Engine::<TcpLink<SimNet>>::start_on(cfg, SimNet::new(env.resets.clone(), env.tables[i].clone()), listener, local)
-        .map_err(|e| format!("transport: {e}"))?;
+    let transport = Engine::<TcpLink<SimNet>>::start_on(
+        cfg,
+        SimNet::new(env.resets.clone(), env.tables[i].clone()),
+        listener,
+        local,
+    )
+    .map_err(|e| format!("transport: {e}"))?;
     NodeBuilder::new(peers, i)
         .secret(&secret[..])
         .cluster_name("sim")
@@ -304,14 +311,5 @@ pub(crate) fn report(seed: u64, nodes: usize, rec: &Recorder, end: u64) -> Repor
     };
     let events = r.events;
     drop(r);
-    Report {
-        seed,
-        nodes,
-        events,
-        hash: rec.hash(),
-        violations,
-        stats,
-        log: rec.log(),
-        clocks_beyond_bound: false,
-    }
+    Report { seed, nodes, events, hash: rec.hash(), violations, stats, log: rec.log(), clocks_beyond_bound: false }
 }

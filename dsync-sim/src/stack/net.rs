@@ -8,6 +8,7 @@
 //! connection between two hosts when such a partition is repaired ([`Resets::reset_between`]): both halves
 //! then fail with "connection reset", the engine reconnects, and the protocol carries on.
 
+use super::sockets::{self, SimStream, Sock, SocketTable};
 use dsync_tokio::engine::{ByteSource, Deliver, End, Reader, Writer};
 use std::io;
 use std::net::{IpAddr, SocketAddr};
@@ -15,7 +16,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::Notify;
-use super::sockets::{self, Sock, SimStream, SocketTable};
 use turmoil::net::{TcpListener, TcpStream};
 
 /// A connection's poison switch. Not a `tokio::sync::watch`: a watch wakes its waiters in an order drawn
@@ -50,10 +50,13 @@ impl Poison {
     }
 }
 
+/// A live connection: its local and remote host, and its poison switch.
+type Conn = (IpAddr, IpAddr, Arc<Poison>);
+
 /// The live connections of a run, by the pair of hosts they join, so the harness can reset them.
 #[derive(Clone, Default)]
 pub struct Resets {
-    conns: Arc<Mutex<Vec<(IpAddr, IpAddr, Arc<Poison>)>>>,
+    conns: Arc<Mutex<Vec<Conn>>>,
 }
 
 impl Resets {

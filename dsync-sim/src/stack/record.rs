@@ -51,6 +51,9 @@ pub struct Call {
     pub crashed: bool,
 }
 
+/// A holder query's true time and answer (`Err`: why it failed).
+pub type Query = (u64, Result<Vec<HolderEntry>, String>);
+
 /// Everything recorded; see [`Recorder`].
 #[derive(Debug, Default)]
 pub struct Record {
@@ -63,7 +66,7 @@ pub struct Record {
     /// The liveness probes.
     pub probes: Vec<Probe>,
     /// Per node, the holder query after quiescence: when, and what it returned (`Err`: why it failed).
-    pub queries: Vec<Option<(u64, Result<Vec<HolderEntry>, String>)>>,
+    pub queries: Vec<Option<Query>>,
     /// Violations found while running (fenced writes, nodes that failed to start).
     pub violations: Vec<Violation>,
     /// The fenced registers.

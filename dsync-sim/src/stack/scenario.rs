@@ -5,10 +5,10 @@ use super::app::{self, AppCtx};
 use super::faults::{host, Faults};
 use super::net::Resets;
 use super::plan::{Fault, Plan, S};
-use crate::FaultError;
 use super::record::Recorder;
 use super::sockets::SocketTable;
 use super::{build_sim, drive, host_main, report, AppFn, HostEnv, StackOptions, Times};
+use crate::FaultError;
 use crate::Report;
 use dsync_tokio::{Guard, Node};
 use std::cell::Cell;
@@ -69,10 +69,13 @@ impl Scenario {
             return Err(FaultError::AfterHeal { at, heal_at });
         }
         let nodes = self.plan.nodes;
-        let bad_mask = |m: u64| (m >> nodes != 0).then(|| FaultError::NoSuchNode { node: 63 - m.leading_zeros() as usize, nodes });
+        let bad_mask =
+            |m: u64| (m >> nodes != 0).then(|| FaultError::NoSuchNode { node: 63 - m.leading_zeros() as usize, nodes });
         let err = match &fault {
             Fault::Hold { side: m, .. } | Fault::OneWay { from: m, .. } | Fault::Crash { nodes: m, .. } => bad_mask(*m),
-            Fault::Reset { a, b } => [*a, *b].into_iter().find(|&x| x >= nodes).map(|node| FaultError::NoSuchNode { node, nodes }),
+            Fault::Reset { a, b } => {
+                [*a, *b].into_iter().find(|&x| x >= nodes).map(|node| FaultError::NoSuchNode { node, nodes })
+            }
             Fault::Latency { .. } => None,
         };
         if let Some(e) = err {
