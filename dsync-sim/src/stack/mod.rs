@@ -220,10 +220,12 @@ pub(crate) async fn host_main(env: HostEnv, i: usize) -> turmoil::Result {
                 let sc = ScenarioCtx { app: ctx.clone(), index: k };
                 tokio::task::spawn_local(f(sc));
             }
-            if env.workload || !env.apps.is_empty() {
+            let probing = env.workload || !env.apps.is_empty();
+            if probing {
                 tokio::task::spawn_local(app::probes(ctx.clone(), env.times.probe_at, env.times.deadline));
             }
-            tokio::task::spawn_local(quiesce_then_query(ctx, env.times));
+            let expected = if probing { env.plan.nodes * env.plan.resources } else { 0 };
+            tokio::task::spawn_local(quiesce_then_query(ctx, env.times, expected));
         }
         Err(e) => env.rec.violation(
             crate::Kind::Liveness,
@@ -238,13 +240,13 @@ pub(crate) async fn host_main(env: HostEnv, i: usize) -> turmoil::Result {
 
 /// Waits until every probe resolved, every guard was let go and every `lock()` call returned (or the
 /// probes' deadline passed), then two leases, then runs the holder query.
-async fn quiesce_then_query(ctx: AppCtx, t: Times) {
+async fn quiesce_then_query(ctx: AppCtx, t: Times, expected_probes: usize) {
     app::sleep_until(t.probe_at).await;
     loop {
         let quiet = {
             let r = ctx.rec.lock();
             r.probes.iter().all(|p| p.resolved.is_some())
-                && r.probes.len() >= r.incarnation.len() * ctx.plan.resources.min(r.probes.len().max(1))
+                && r.probes.len() >= expected_probes
                 && r.holds.iter().all(|h| h.end.is_some())
                 && r.calls.iter().all(|c| c.resolved.is_some() || c.crashed)
         };
