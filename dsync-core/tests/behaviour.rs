@@ -48,6 +48,33 @@ fn a_write_lock_excludes_other_writers_until_released() {
 }
 
 #[test]
+fn an_attempt_after_a_failed_one_proposes_above_what_that_one_taught_its_grantors() {
+    let mut c = Cluster::new(3, |_| {});
+    // Node 2 holds "r" with grants from nodes 0 and 2 only: node 1 never saw it.
+    c.partition(&[1], &[0, 2]);
+    let held = c.lock(2, W, &["r"], None);
+    c.settle();
+    let t_held = token_of(&c, 2, held);
+    c.heal();
+    let stale = |c: &Cluster| (0..3).map(|i| c.node(i).counters().stale_token_denials).sum::<u64>();
+    let stale_before = stale(&c);
+    // Node 0's attempts: its own locker and node 2 deny (conflict), node 1 grants, raising its mark to the
+    // proposal; each attempt fails and backs off. Each next one must propose above that mark.
+    let w = c.lock(0, W, &["r"], None);
+    c.run_for(ms(500));
+    assert_eq!(c.acquired(0, w), None);
+    assert!(c.node(0).counters().retries >= 2, "several attempts while the lock is held");
+    assert!(c.node(1).fencing_mark() > t_held, "node 1 accepted a failed attempt's proposal");
+    // The holder leaves; node 0 is woken and gets the lock.
+    c.unlock(2, held);
+    c.settle();
+    let t = token_of(&c, 0, w);
+    assert!(t > t_held);
+    assert_eq!(stale(&c), stale_before, "a locker denied an attempt as stale: a wasted round");
+    c.assert_safe();
+}
+
+#[test]
 fn readers_share_and_exclude_writers() {
     let mut c = Cluster::new(3, |_| {});
     let r1 = c.lock(0, R, &["r"], None);

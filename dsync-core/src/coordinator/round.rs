@@ -164,6 +164,10 @@ impl Coordinator {
         let unanswered = NodeSet::all(self.n).difference(r.answered);
         let release = r.granted.union(unanswered.intersection(io.reachable()));
         let (uid, quick) = (r.uid, r.stale_token && r.contended == 0);
+        // Lockers that granted (or whose grant is still on its way) raised their marks to this proposal, and
+        // granted reads reported marks: the next attempt proposes above all of them, so it is not denied
+        // as stale by a locker this attempt already taught (PROTOCOL.md §7.1).
+        lock.proposal_floor = lock.proposal_floor.max(r.proposal).max(r.max_mark);
         io.send_to(release, Message::Unlock { uid, ticket: None, reply: false });
         self.by_uid.remove(&uid);
         lock.last_reason = reason;
