@@ -106,6 +106,7 @@ mod planted;
 mod query;
 pub mod quorum;
 pub mod rng;
+mod sweep;
 mod time;
 mod timers;
 pub mod wire;

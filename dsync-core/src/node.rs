@@ -7,11 +7,12 @@ use crate::locker::Locker;
 use crate::outbox::{Io, Transmit};
 use crate::query::Queries;
 use crate::quorum::read_quorum;
+use crate::sweep::Sweep;
 use crate::time::Instant;
 use crate::timers::Timer;
 use crate::wire::WireEntry;
 use crate::NodeSet;
-use crate::{ForceTarget, Message, Mode};
+use crate::{ForceTarget, Message, Mode, PlantedBug};
 use alloc::string::String;
 use alloc::vec::Vec;
 
@@ -40,6 +41,8 @@ pub struct Node {
     served: bool,
     /// Whether the coordinator may be holding locks back for an undecided bootstrap.
     held_back: bool,
+    /// Releasing what earlier incarnations left at the lockers (PROTOCOL.md §6.6).
+    sweep: Sweep,
 }
 
 impl Node {
@@ -64,7 +67,9 @@ impl Node {
         }
         locker.request_persist(&mut io);
         let coord = Coordinator::new(&cfg);
-        let mut node = Node { cfg, now, locker, coord, queries, io, incarnation, served: false, held_back: false };
+        let sweep = Sweep::start(incarnation, &mut io);
+        let mut node =
+            Node { cfg, now, locker, coord, queries, io, incarnation, served: false, held_back: false, sweep };
         node.held_back = node.locker.undecided();
         node.check_serving(now);
         Ok(node)
@@ -208,6 +213,7 @@ impl Node {
         }
         self.io.down.remove(peer);
         self.queries.on_peer_up(peer, &mut self.io);
+        self.sweep.on_peer_up(peer, &mut self.io);
         self.coord.on_peer_up(peer, now, &self.cfg, &self.locker, &mut self.io);
         self.pump(now);
     }
@@ -361,6 +367,12 @@ impl Node {
             Message::RefreshReply { uid, seq, held } => self.coord.on_refresh_reply(from, uid, seq, held, now, cfg, io),
             Message::UnlockReply { uid, removed } => self.coord.on_unlock_reply(from, uid, removed, io),
             Message::Wake { ticket } => self.coord.on_wake(ticket, now, cfg, locker, io),
+            Message::QueryReply { qid, entries, .. } if self.sweep.owns(qid) => {
+                let coord = &self.coord;
+                let all = cfg.bug(PlantedBug::ReleaseOwnLiveGrants);
+                let released = self.sweep.on_reply(from, &entries, |uid| coord.issued(uid), all, io);
+                io.counters.dead_grants_released += released;
+            }
             Message::QueryReply { qid, entries, truncated } => {
                 self.queries.on_query_reply(from, qid, entries, truncated, io)
             }

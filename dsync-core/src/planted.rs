@@ -42,11 +42,13 @@ pub enum PlantedBug {
     BootstrapQuorumOnly,
     /// A booted node answers `BootedWithYou` without checking the asker's incarnation.
     VouchAnyIncarnation,
+    /// A restarted node's sweep releases every grant it owns, its own live locks' included.
+    ReleaseOwnLiveGrants,
 }
 
 impl PlantedBug {
     /// Every planted bug.
-    pub const ALL: [PlantedBug; 12] = [
+    pub const ALL: [PlantedBug; 13] = [
         PlantedBug::WriteQuorumTooSmall,
         PlantedBug::ReadQuorumTooSmall,
         PlantedBug::NoRestartQuarantine,
@@ -59,6 +61,7 @@ impl PlantedBug {
         PlantedBug::BootstrapIgnoresHistory,
         PlantedBug::BootstrapQuorumOnly,
         PlantedBug::VouchAnyIncarnation,
+        PlantedBug::ReleaseOwnLiveGrants,
     ];
 
     /// The command-line name.
@@ -77,6 +80,7 @@ impl PlantedBug {
             PlantedBug::BootstrapIgnoresHistory => "bootstrap-ignores-history",
             PlantedBug::BootstrapQuorumOnly => "bootstrap-quorum-only",
             PlantedBug::VouchAnyIncarnation => "vouch-any-incarnation",
+            PlantedBug::ReleaseOwnLiveGrants => "release-own-live-grants",
         }
     }
 

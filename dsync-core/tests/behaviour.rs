@@ -242,6 +242,46 @@ fn a_restarted_node_does_not_enable_a_second_writer() {
     c.assert_safe();
 }
 
+#[test]
+fn a_restarted_node_releases_the_locks_its_previous_incarnation_held() {
+    let mut c = Cluster::new(3, |_| {});
+    c.settle();
+    let dead = c.lock(0, W, &["r"], None);
+    c.settle();
+    assert!(c.is_valid(0, dead));
+    c.crash(0); // its application died holding "r": nodes 1 and 2 keep the grants
+    let w = c.lock(1, W, &["r"], None);
+    c.run_for(secs(2));
+    assert_eq!(c.acquired(1, w), None, "the dead holder's grants still block");
+    let restarted_at = c.now;
+    c.restart(0, None);
+    c.run_for(secs(2));
+    assert_eq!(c.node(0).counters().dead_grants_released, 2, "one dead grant at each peer");
+    let (at, _) = c.acquired(1, w).expect("the waiter gets the lock once the dead grants are gone");
+    let lease = c.cfgs[1].lease;
+    assert!(at - restarted_at < lease / 4, "acquired {:?} after the restart (lease {lease:?})", at - restarted_at);
+    c.assert_safe();
+}
+
+#[test]
+fn the_sweep_of_a_reconnected_peer_keeps_this_incarnations_own_locks() {
+    let mut c = Cluster::new(3, |_| {});
+    c.settle();
+    let mine = c.lock(0, W, &["r"], None);
+    c.settle();
+    // Node 1 drops out and comes back: node 0 sweeps it again and finds only its live grant.
+    c.with_node(0, |n, now| n.handle_peer_down(now, 1));
+    c.with_node(0, |n, now| n.handle_peer_up(now, 1));
+    c.settle();
+    assert_eq!(c.node(0).counters().dead_grants_released, 0);
+    c.run_for(secs(40)); // across refreshes: node 1 still holds the grant
+    assert!(c.is_valid(0, mine));
+    let other = c.lock(2, W, &["r"], Some(secs(1)));
+    c.run_for(secs(2));
+    assert_eq!(c.acquired(2, other), None);
+    c.assert_safe();
+}
+
 // ----- fencing -----
 
 #[test]
@@ -508,6 +548,7 @@ fn limits_give_typed_errors_and_change_nothing() {
         cfg.limits.max_pending = 1;
         cfg.limits.max_queries = 1;
     });
+    c.settle(); // the start's sweep queries (§6.6)
     let before = c.node(0).counters().clone();
     assert_eq!(c.try_lock(0, W, &[], None), Err(RequestError::NoResources));
     assert_eq!(c.try_lock(0, W, &["a", "b", "c"], None), Err(RequestError::TooManyResources { count: 3, limit: 2 }));
@@ -862,15 +903,17 @@ fn release_reports_how_many_grantors_confirmed() {
 #[test]
 fn a_peer_reported_down_counts_as_a_refusal_at_once() {
     let mut c = Cluster::new(3, |_| {});
+    c.settle(); // the start's sweep queries and their answers (§6.6)
     c.partition(&[0], &[1]);
     c.crash(2);
     c.with_node(0, |n, now| {
         n.handle_peer_down(now, 1);
         n.handle_peer_down(now, 7); // unknown peers are ignored
     });
+    let sent = c.node(0).counters().messages_out;
     let w = c.lock(0, W, &["r"], Some(secs(1)));
     c.settle();
-    assert_eq!(c.node(0).counters().messages_out, 1, "nothing is sent to a peer known to be down");
+    assert_eq!(c.node(0).counters().messages_out, sent + 1, "nothing is sent to a peer known to be down");
     c.with_node(0, |n, now| n.handle_peer_down(now, 2));
     c.run_for(secs(2));
     let (at, reason) = c.failed(0, w).unwrap();
@@ -897,6 +940,8 @@ fn a_peer_reported_down_counts_as_a_refusal_at_once() {
 #[test]
 fn handle_timeout_early_or_repeated_is_harmless() {
     let mut c = Cluster::new(3, |_| {});
+    c.settle(); // the start's sweep queries and their answers (§6.6)
+    let sent = c.node(0).counters().messages_out;
     let a = c.lock(0, W, &["r"], None);
     c.settle();
     let timeout = c.node(0).poll_timeout();
@@ -915,7 +960,7 @@ fn handle_timeout_early_or_repeated_is_harmless() {
     assert_eq!(c.node(0).poll_timeout(), timeout);
     assert_eq!(c.events[0].len(), events);
     assert!(c.is_valid(0, a));
-    assert_eq!(c.node(0).counters().messages_out, 2, "one lock request to each peer, nothing more");
+    assert_eq!(c.node(0).counters().messages_out, sent + 2, "one lock request to each peer, nothing more");
 }
 
 #[test]
@@ -996,6 +1041,25 @@ mod planted {
         assert!(c.acquired(1, w).is_some());
         assert!(c.fencing_violation().is_some(), "tokens: {:?}", c.acquisitions);
     }
+}
+
+#[cfg(feature = "planted-bugs")]
+#[test]
+fn a_sweep_that_releases_every_own_grant_lets_a_second_writer_in() {
+    use dsync_core::PlantedBug;
+    let mut c = Cluster::new(3, |cfg| cfg.planted_bug = Some(PlantedBug::ReleaseOwnLiveGrants));
+    c.settle();
+    c.partition(&[2], &[0, 1]);
+    let mine = c.lock(0, W, &["r"], None); // granted by nodes 0 and 1
+    c.settle();
+    c.heal();
+    c.with_node(0, |n, now| n.handle_peer_down(now, 1));
+    c.with_node(0, |n, now| n.handle_peer_up(now, 1));
+    c.settle(); // node 1 drops node 0's live grant
+    let other = c.lock(2, W, &["r"], Some(secs(1)));
+    c.run_for(ms(500));
+    assert!(c.acquired(2, other).is_some() && c.is_valid(0, mine));
+    assert!(!c.violations.is_empty(), "the checker saw two writers");
 }
 
 // ----- bootstrap (PROTOCOL.md §6.5) and serving status -----

@@ -182,6 +182,11 @@ impl Coordinator {
 
     // ----- getters -----
 
+    /// Whether this incarnation issued attempt uid `uid` (its uids run up from a random base).
+    pub(crate) fn issued(&self, uid: u64) -> bool {
+        uid.wrapping_sub(self.uid_base) < self.uid_seq
+    }
+
     pub(crate) fn info(&self, id: LockId) -> Option<LockInfo> {
         let lock = self.locks.get(&id)?;
         match &lock.phase {
