@@ -242,6 +242,8 @@ pub struct Counters {
     pub late_grants_released: u64,
     /// Grants of this node's earlier incarnations found at the lockers after a restart, and released.
     pub dead_grants_released: u64,
+    /// Restart quarantines ended early because every peer answered the rejoin (PROTOCOL.md §6.7).
+    pub rejoins: u64,
     /// Messages handed in by the transport.
     pub messages_in: u64,
     /// Messages queued for the transport.

@@ -105,6 +105,7 @@ mod outbox;
 mod planted;
 mod query;
 pub mod quorum;
+mod rejoin;
 pub mod rng;
 mod sweep;
 mod time;

@@ -44,11 +44,18 @@ pub enum PlantedBug {
     VouchAnyIncarnation,
     /// A restarted node's sweep releases every grant it owns, its own live locks' included.
     ReleaseOwnLiveGrants,
+    /// A rejoining node ends its quarantine without reinstalling the grants its peers' holders count.
+    RejoinWithoutReinstall,
+    /// A node answering a rejoin keeps counting the rejoining node's replies to rounds in progress (which
+    /// may be its dead incarnation's grants).
+    RejoinCountsStaleReplies,
+    /// A rejoining node ends its quarantine once a write quorum (not every peer) answered.
+    RejoinOnQuorum,
 }
 
 impl PlantedBug {
     /// Every planted bug.
-    pub const ALL: [PlantedBug; 13] = [
+    pub const ALL: [PlantedBug; 16] = [
         PlantedBug::WriteQuorumTooSmall,
         PlantedBug::ReadQuorumTooSmall,
         PlantedBug::NoRestartQuarantine,
@@ -62,6 +69,9 @@ impl PlantedBug {
         PlantedBug::BootstrapQuorumOnly,
         PlantedBug::VouchAnyIncarnation,
         PlantedBug::ReleaseOwnLiveGrants,
+        PlantedBug::RejoinWithoutReinstall,
+        PlantedBug::RejoinCountsStaleReplies,
+        PlantedBug::RejoinOnQuorum,
     ];
 
     /// The command-line name.
@@ -81,6 +91,9 @@ impl PlantedBug {
             PlantedBug::BootstrapQuorumOnly => "bootstrap-quorum-only",
             PlantedBug::VouchAnyIncarnation => "vouch-any-incarnation",
             PlantedBug::ReleaseOwnLiveGrants => "release-own-live-grants",
+            PlantedBug::RejoinWithoutReinstall => "rejoin-without-reinstall",
+            PlantedBug::RejoinCountsStaleReplies => "rejoin-counts-stale-replies",
+            PlantedBug::RejoinOnQuorum => "rejoin-on-quorum",
         }
     }
 

@@ -19,6 +19,12 @@ fn hold(c: &mut Cluster, pred: impl Fn(&Msg) -> bool) -> Vec<Msg> {
     held
 }
 
+/// Loses the rejoin that node `from` sent to `to` (so `from` keeps its quarantine, §6.7).
+fn drop_rejoin(c: &mut Cluster, from: usize, to: usize) {
+    let lost = hold(c, |m| m.from == from && m.to == to && matches!(m.message, Message::Rejoin { .. }));
+    assert_eq!(lost.len(), 1, "one rejoin was on its way");
+}
+
 fn token_of(c: &Cluster, i: usize, lock: dsync_core::LockId) -> u64 {
     c.acquired(i, lock).unwrap_or_else(|| panic!("node {i} did not acquire {lock:?}")).1
 }
@@ -212,6 +218,92 @@ fn a_dead_holders_grants_expire_and_another_node_then_acquires() {
     c.assert_safe();
 }
 
+/// The same restart when every peer answers the rejoin: the restarted node reinstalls the holder's grant,
+/// serves at once, and the holder keeps its lock (PROTOCOL.md §6.7).
+#[test]
+fn a_restarted_node_that_every_peer_answers_rejoins_at_once_and_keeps_the_holders_grant() {
+    let mut c = Cluster::new(3, |_| {});
+    c.partition(&[2], &[0, 1]);
+    let a = c.lock(0, W, &["r"], None);
+    c.settle();
+    let info = c.node(0).lock_info(a).unwrap();
+    assert_eq!(info.grantors, NodeSet::from([0, 1]));
+    c.heal();
+    c.crash(1);
+    let restarted = c.now;
+    c.restart(1, None);
+    c.settle();
+    assert_eq!(c.node(1).counters().rejoins, 1);
+    assert!(c.node(1).is_serving(c.now), "serving one round trip after the restart, not after 30 s");
+    assert!(c.now - restarted < ms(100));
+    c.partition(&[0], &[2]); // as above: only node 1 could give node 2 a second quorum
+    let b = c.lock(2, W, &["r"], None);
+    for _ in 0..600 {
+        c.run_for(ms(100));
+        assert!(c.is_valid(0, a), "the holder keeps its lock across node 1's restart");
+        assert_eq!(c.acquired(2, b), None, "second writer at {:?}", c.now);
+    }
+    c.assert_safe();
+}
+
+/// The race of §6.7: node 1 grants node 0's attempt, crashes with the grant reply still on its way, and
+/// rejoins before it arrives. Node 0 must not count that grant (the new incarnation does not have it), or
+/// node 2 gets a second write quorum through the new incarnation. Returns whether both believed `r`.
+fn stale_grant_across_a_rejoin(bug: Option<dsync_core::PlantedBug>) -> (Cluster, bool) {
+    let mut c = Cluster::new(3, |cfg| cfg.planted_bug = bug);
+    c.settle();
+    let a = c.lock(0, W, &["r"], None);
+    let is_lock = |m: &Msg| matches!(m.message, Message::Lock(_));
+    let is_grant = |m: &Msg| matches!(m.message, Message::LockReply { outcome: Outcome::Granted, .. });
+    hold(&mut c, |m| m.to == 2 && is_lock(m)); // node 2 never hears this attempt
+    let to_1 = c.inflight.iter().position(|m| m.to == 1 && is_lock(m)).expect("the request to node 1");
+    c.deliver_at(to_1); // node 1 grants
+    let stale = hold(&mut c, |m| m.from == 1 && is_grant(m));
+    assert_eq!(stale.len(), 1, "node 1's grant is on its way");
+    c.crash(1);
+    c.restart(1, None);
+    c.settle(); // node 1 rejoins: every peer answered, floor known
+    assert!(c.node(1).is_serving(c.now), "rejoined without a quarantine");
+    c.inflight.extend(stale); // the dead incarnation's grant arrives
+    c.deliver_all();
+    let b = c.lock(2, W, &["r"], None);
+    c.run_for(ms(500));
+    let both = c.is_valid(0, a) && c.is_valid(2, b);
+    (c, both)
+}
+
+#[test]
+fn a_grant_sent_before_a_restart_is_not_counted_once_the_node_rejoined() {
+    let (c, both) = stale_grant_across_a_rejoin(None);
+    assert!(!both, "two writers");
+    assert!(c.violations.is_empty(), "{:?}", c.violations);
+}
+
+#[cfg(feature = "planted-bugs")]
+#[test]
+fn counting_a_grant_of_the_dead_incarnation_lets_a_second_writer_in() {
+    let (c, both) = stale_grant_across_a_rejoin(Some(dsync_core::PlantedBug::RejoinCountsStaleReplies));
+    assert!(both && !c.violations.is_empty(), "the checker saw two writers");
+}
+
+#[cfg(feature = "planted-bugs")]
+#[test]
+fn a_rejoin_that_does_not_reinstall_lets_a_second_writer_in() {
+    let mut c = Cluster::new(3, |cfg| cfg.planted_bug = Some(dsync_core::PlantedBug::RejoinWithoutReinstall));
+    c.partition(&[2], &[0, 1]);
+    let a = c.lock(0, W, &["r"], None);
+    c.settle();
+    c.heal();
+    c.crash(1);
+    c.restart(1, None);
+    c.settle();
+    c.partition(&[0], &[2]);
+    let b = c.lock(2, W, &["r"], None);
+    c.run_for(secs(1));
+    assert!(c.is_valid(0, a) && c.is_valid(2, b));
+    assert!(!c.violations.is_empty(), "the checker saw two writers");
+}
+
 /// MinIO's double writer: a node restarts without state while another node is cut off from the holder;
 /// without a quarantine the cut-off node and the restarted one would form a second write quorum.
 #[test]
@@ -225,6 +317,7 @@ fn a_restarted_node_does_not_enable_a_second_writer() {
     c.run_for(secs(1));
     c.crash(1);
     c.restart(1, None);
+    c.settle(); // node 2 cannot answer node 1's rejoin: the quarantine stays (§6.7)
     c.heal();
     c.partition(&[0], &[2]); // node 1 talks to both; 0 and 2 cannot talk
     let b = c.lock(2, W, &["r"], None);
@@ -306,8 +399,10 @@ fn fencing_tokens_increase_across_release_expiry_and_a_minority_restart() {
     let t3 = token_of(&c, 2, w3);
     assert!(t3 > t2);
 
-    // A minority restart without state: node 1 learns the floor from its peers.
+    // A minority restart without state: node 1 learns the floor from its peers. Node 2 does not hear its
+    // rejoin, so it keeps its quarantine (§6.7).
     c.restart(1, None);
+    drop_rejoin(&mut c, 1, 2);
     c.settle();
     assert!(c.node(1).fencing_mark() >= t3, "the restarted node learned its floor from peers");
     assert!(!c.node(1).is_serving(c.now), "but serves nothing during its quarantine");
@@ -1018,6 +1113,7 @@ mod planted {
         c.settle();
         c.crash(1);
         c.restart(1, None);
+        c.settle(); // node 2 does not hear the rejoin: no reinstall
         c.heal();
         c.partition(&[0], &[2]);
         let b = c.lock(2, W, &["r"], None);
@@ -1031,6 +1127,7 @@ mod planted {
         let mut c = Cluster::new(3, |cfg| cfg.planted_bug = Some(PlantedBug::NoFencingCheck));
         c.crash(1);
         c.restart(1, None);
+        drop_rejoin(&mut c, 1, 2); // no rejoin shortcut: node 1 stays quarantined
         c.settle();
         let w = c.lock(0, W, &["r"], None); // granted by 0 and 2 while 1 is quarantined
         c.settle();
@@ -1114,6 +1211,7 @@ fn a_wiped_node_rejoining_a_running_cluster_finds_history_and_is_quarantined_unt
     c.run_for(secs(1));
     let start = c.now;
     c.start(1, Start::Bootstrap);
+    drop_rejoin(&mut c, 1, 2); // node 2 cannot answer the rejoin: no shortcut (§6.7)
     c.settle();
     let until = start + c.cfgs[1].effective_quarantine();
     assert_eq!(statuses(&c, 1), [Event::Quarantined { until }], "the quarantine counts from the start");
@@ -1144,10 +1242,11 @@ fn two_restarts_in_a_row_are_never_vouched_for_by_an_old_first_boot_decision() {
         c.start(2, Start::Bootstrap);
         c.settle();
         assert!(
-            matches!(statuses(&c, 2)[..], [Event::Quarantined { .. }]),
-            "restart {round}: peers that booted with an earlier incarnation answer History: {:?}",
+            matches!(statuses(&c, 2)[..], [Event::Quarantined { .. }, Event::Serving]),
+            "restart {round}: peers that booted with an earlier incarnation answer History (then it rejoins): {:?}",
             c.status[2]
         );
+        assert_eq!(c.node(2).counters().rejoins, 1, "every peer answered: the quarantine ended at once");
     }
     c.assert_safe();
 }
@@ -1183,7 +1282,7 @@ fn an_undecided_bootstrap_sends_no_lock_round_until_every_peer_answered() {
 }
 
 #[test]
-fn serving_state_reports_floor_recovery_after_the_quarantine() {
+fn serving_state_reports_floor_recovery_when_the_quarantine_is_over() {
     let mut c = Cluster::new(3, |_| {});
     c.crash(1);
     c.crash(2);
@@ -1191,8 +1290,8 @@ fn serving_state_reports_floor_recovery_after_the_quarantine() {
     c.restart(2, None);
     c.settle();
     let q = c.cfgs[1].effective_quarantine();
-    assert!(matches!(c.node(1).serving_state(c.now), ServingState::Quarantined { floor_known: false, .. }));
-    c.run_for(q + ms(1));
+    // Every peer answered the rejoin, so the quarantine is over at once; one floor is not a read quorum.
+    assert_eq!(c.node(1).counters().rejoins, 1);
     assert_eq!(
         c.node(1).serving_state(c.now),
         ServingState::RecoveringFloor { known: NodeSet::from([0]), unknown: NodeSet::from([2]), needed: 2 }
@@ -1293,10 +1392,9 @@ fn a_restarted_node_asks_a_peer_for_its_floor_as_soon_as_it_comes_up() {
         n.handle_peer_up(now, 2);
     });
     c.settle();
-    assert!(
-        matches!(c.node(1).serving_state(c.now), ServingState::Quarantined { floor_known: true, .. }),
-        "floor learned at once, not at the next retry"
-    );
+    // The floor queries and the rejoin go out again on peer up: floor learned, every peer answered.
+    assert_eq!(c.node(1).serving_state(c.now), ServingState::Serving, "floor learned at once, not at the next retry");
+    assert_eq!(c.node(1).counters().rejoins, 1);
 }
 
 #[test]

@@ -31,6 +31,10 @@ impl Coordinator {
         };
         let Some(lock) = self.locks.get_mut(&id) else { return };
         match &mut lock.phase {
+            Phase::Acquiring(r) if r.uid == uid && r.ignore.contains(from) => {
+                // The sender rejoined during this round: this may be its dead incarnation's grant (§6.7).
+                self.late_grant(from, uid, granted, cfg, io);
+            }
             Phase::Acquiring(r) if r.uid == uid => {
                 lock.heard.insert(from);
                 if !r.answered.insert(from) {
@@ -107,6 +111,7 @@ impl Coordinator {
             overloaded: 0,
             stale_token: false,
             max_mark: 0,
+            ignore: NodeSet::EMPTY,
         });
         let msg = LockMsg { uid, ticket: lock.ticket, mode: lock.mode, proposal, resources: lock.resources.clone() };
         self.by_uid.insert(uid, id);
