@@ -352,11 +352,12 @@ impl Locker {
 
     /// A restart's rejoin completed (PROTOCOL.md §6.7): reinstalls the grants its peers' holders count
     /// (`(holder, lock)` pairs, `proposal` = token) with a fresh lease, and ends the quarantine; returns
-    /// whether that cut a quarantine short. Refuses —
-    /// changing nothing — while a bootstrap is undecided, or if a hold is malformed, two holds (or a hold and
+    /// whether that cut a quarantine short. Refuses — changing nothing — while a bootstrap is undecided or
+    /// after it booted fresh, or if a hold is malformed, two holds (or a hold and
     /// the table) conflict, or a holder's budget would overflow: the quarantine then runs out as usual.
     pub(crate) fn rejoin(&mut self, now: Instant, holds: Vec<(usize, LockMsg)>, reinstall: bool) -> bool {
-        if self.undecided() {
+        // Undecided: wait. Booted fresh: every peer was new, so nothing counts on this node's grants.
+        if !matches!(self.boot, Boot::Other) {
             return false;
         }
         if reinstall {
