@@ -240,6 +240,10 @@ pub struct Counters {
     pub lost: u64,
     /// Grants that arrived for attempts already given up, and were released.
     pub late_grants_released: u64,
+    /// Grants of this node's earlier incarnations found at the lockers after a restart, and released.
+    pub dead_grants_released: u64,
+    /// Restart quarantines ended early because every peer answered the rejoin (PROTOCOL.md §6.7).
+    pub rejoins: u64,
     /// Messages handed in by the transport.
     pub messages_in: u64,
     /// Messages queued for the transport.

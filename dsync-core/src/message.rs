@@ -153,6 +153,23 @@ pub enum Message {
         /// The replier's incarnation: a bootstrap that boots vouches for the `Fresh` repliers' incarnations.
         incarnation: u64,
     },
+    /// A restarted or bootstrapping node asks which of the peer's locks count it as a grantor, to reinstall
+    /// them and skip its quarantine (PROTOCOL.md §6.7). From now on the peer counts no grant of the asker's
+    /// previous incarnation.
+    Rejoin {
+        /// The asker's incarnation.
+        qid: u64,
+    },
+    /// The answer to [`Message::Rejoin`].
+    RejoinReply {
+        /// The query.
+        qid: u64,
+        /// The peer's held locks that count the asker as a grantor, each as the `Lock` that would grant it
+        /// (`proposal` = the lock's token).
+        holds: Vec<LockMsg>,
+        /// `false` when the list did not fit one message: the answer cannot end a quarantine.
+        complete: bool,
+    },
 }
 
 impl Message {
@@ -173,6 +190,8 @@ impl Message {
             Message::ForceUnlockReply { .. } => "force-unlock-reply",
             Message::FloorQuery { .. } => "floor-query",
             Message::FloorReply { .. } => "floor-reply",
+            Message::Rejoin { .. } => "rejoin",
+            Message::RejoinReply { .. } => "rejoin-reply",
         }
     }
 }

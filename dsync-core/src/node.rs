@@ -7,11 +7,13 @@ use crate::locker::Locker;
 use crate::outbox::{Io, Transmit};
 use crate::query::Queries;
 use crate::quorum::read_quorum;
+use crate::rejoin::{self, Rejoin};
+use crate::sweep::Sweep;
 use crate::time::Instant;
 use crate::timers::Timer;
 use crate::wire::WireEntry;
 use crate::NodeSet;
-use crate::{ForceTarget, Message, Mode};
+use crate::{ForceTarget, Message, Mode, PlantedBug};
 use alloc::string::String;
 use alloc::vec::Vec;
 
@@ -40,6 +42,10 @@ pub struct Node {
     served: bool,
     /// Whether the coordinator may be holding locks back for an undecided bootstrap.
     held_back: bool,
+    /// Releasing what earlier incarnations left at the lockers (PROTOCOL.md §6.6).
+    sweep: Sweep,
+    /// Ending a restart's quarantine early once every peer answered (PROTOCOL.md §6.7).
+    rejoin: Rejoin,
 }
 
 impl Node {
@@ -64,7 +70,13 @@ impl Node {
         }
         locker.request_persist(&mut io);
         let coord = Coordinator::new(&cfg);
-        let mut node = Node { cfg, now, locker, coord, queries, io, incarnation, served: false, held_back: false };
+        let sweep = Sweep::start(incarnation, &mut io);
+        let rejoin = match start {
+            Start::Restart { .. } | Start::Bootstrap => Rejoin::start(incarnation, &mut io),
+            Start::FirstBoot => Rejoin::none(),
+        };
+        let (served, held_back) = (false, false);
+        let mut node = Node { cfg, now, locker, coord, queries, io, incarnation, served, held_back, sweep, rejoin };
         node.held_back = node.locker.undecided();
         node.check_serving(now);
         Ok(node)
@@ -208,6 +220,8 @@ impl Node {
         }
         self.io.down.remove(peer);
         self.queries.on_peer_up(peer, &mut self.io);
+        self.sweep.on_peer_up(peer, &mut self.io);
+        self.rejoin.on_peer_up(peer, &mut self.io);
         self.coord.on_peer_up(peer, now, &self.cfg, &self.locker, &mut self.io);
         self.pump(now);
     }
@@ -361,6 +375,12 @@ impl Node {
             Message::RefreshReply { uid, seq, held } => self.coord.on_refresh_reply(from, uid, seq, held, now, cfg, io),
             Message::UnlockReply { uid, removed } => self.coord.on_unlock_reply(from, uid, removed, io),
             Message::Wake { ticket } => self.coord.on_wake(ticket, now, cfg, locker, io),
+            Message::QueryReply { qid, entries, .. } if self.sweep.owns(qid) => {
+                let coord = &self.coord;
+                let all = cfg.bug(PlantedBug::ReleaseOwnLiveGrants);
+                let released = self.sweep.on_reply(from, &entries, |uid| coord.issued(uid), all, io);
+                io.counters.dead_grants_released += released;
+            }
             Message::QueryReply { qid, entries, truncated } => {
                 self.queries.on_query_reply(from, qid, entries, truncated, io)
             }
@@ -368,6 +388,11 @@ impl Node {
             Message::FloorReply { qid, floor, standing, incarnation } => {
                 self.queries.on_floor_reply(from, qid, floor, standing, incarnation, now, cfg, locker, io)
             }
+            Message::Rejoin { qid } => {
+                let holds = self.coord.on_rejoin(from, now, cfg, locker, io);
+                io.send(from, rejoin::reply(qid, holds, cfg.limits.max_message_size));
+            }
+            Message::RejoinReply { qid, holds, complete } => self.rejoin.on_reply(from, qid, holds, complete, io),
         }
     }
 
@@ -377,6 +402,15 @@ impl Node {
         loop {
             while let Some(message) = self.io.loopback.pop_front() {
                 self.dispatch(now, self.cfg.id, message);
+            }
+            if self.rejoin.ready(self.cfg.nodes, self.cfg.id, self.cfg.bug(PlantedBug::RejoinOnQuorum))
+                && !self.locker.undecided()
+            {
+                let holds = self.rejoin.finish();
+                let reinstall = !self.cfg.bug(PlantedBug::RejoinWithoutReinstall);
+                if self.locker.rejoin(now, holds, reinstall) {
+                    self.io.counters.rejoins += 1;
+                }
             }
             if self.held_back && !self.locker.undecided() {
                 self.held_back = false;

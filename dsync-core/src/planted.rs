@@ -42,11 +42,20 @@ pub enum PlantedBug {
     BootstrapQuorumOnly,
     /// A booted node answers `BootedWithYou` without checking the asker's incarnation.
     VouchAnyIncarnation,
+    /// A restarted node's sweep releases every grant it owns, its own live locks' included.
+    ReleaseOwnLiveGrants,
+    /// A rejoining node ends its quarantine without reinstalling the grants its peers' holders count.
+    RejoinWithoutReinstall,
+    /// A node answering a rejoin keeps counting the rejoining node's replies to rounds in progress (which
+    /// may be its dead incarnation's grants).
+    RejoinCountsStaleReplies,
+    /// A rejoining node ends its quarantine once a write quorum (not every peer) answered.
+    RejoinOnQuorum,
 }
 
 impl PlantedBug {
     /// Every planted bug.
-    pub const ALL: [PlantedBug; 12] = [
+    pub const ALL: [PlantedBug; 16] = [
         PlantedBug::WriteQuorumTooSmall,
         PlantedBug::ReadQuorumTooSmall,
         PlantedBug::NoRestartQuarantine,
@@ -59,6 +68,10 @@ impl PlantedBug {
         PlantedBug::BootstrapIgnoresHistory,
         PlantedBug::BootstrapQuorumOnly,
         PlantedBug::VouchAnyIncarnation,
+        PlantedBug::ReleaseOwnLiveGrants,
+        PlantedBug::RejoinWithoutReinstall,
+        PlantedBug::RejoinCountsStaleReplies,
+        PlantedBug::RejoinOnQuorum,
     ];
 
     /// The command-line name.
@@ -77,6 +90,10 @@ impl PlantedBug {
             PlantedBug::BootstrapIgnoresHistory => "bootstrap-ignores-history",
             PlantedBug::BootstrapQuorumOnly => "bootstrap-quorum-only",
             PlantedBug::VouchAnyIncarnation => "vouch-any-incarnation",
+            PlantedBug::ReleaseOwnLiveGrants => "release-own-live-grants",
+            PlantedBug::RejoinWithoutReinstall => "rejoin-without-reinstall",
+            PlantedBug::RejoinCountsStaleReplies => "rejoin-counts-stale-replies",
+            PlantedBug::RejoinOnQuorum => "rejoin-on-quorum",
         }
     }
 

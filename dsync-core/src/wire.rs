@@ -12,7 +12,7 @@ use core::fmt;
 use serde::{Deserialize, Serialize};
 
 /// The wire protocol version this crate speaks.
-pub const PROTOCOL_VERSION: u16 = 2;
+pub const PROTOCOL_VERSION: u16 = 3;
 
 /// One acquisition attempt's request to a locker.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -19,6 +19,12 @@ fn hold(c: &mut Cluster, pred: impl Fn(&Msg) -> bool) -> Vec<Msg> {
     held
 }
 
+/// Loses the rejoin that node `from` sent to `to` (so `from` keeps its quarantine, §6.7).
+fn drop_rejoin(c: &mut Cluster, from: usize, to: usize) {
+    let lost = hold(c, |m| m.from == from && m.to == to && matches!(m.message, Message::Rejoin { .. }));
+    assert_eq!(lost.len(), 1, "one rejoin was on its way");
+}
+
 fn token_of(c: &Cluster, i: usize, lock: dsync_core::LockId) -> u64 {
     c.acquired(i, lock).unwrap_or_else(|| panic!("node {i} did not acquire {lock:?}")).1
 }
@@ -44,6 +50,33 @@ fn a_write_lock_excludes_other_writers_until_released() {
     let (at, tb) = c.acquired(1, b).expect("the waiting writer acquires after the release");
     assert!(at - released_at < ms(10), "the waiter is woken, not left to its backoff");
     assert!(tb > ta, "fencing token must grow: {ta} then {tb}");
+    c.assert_safe();
+}
+
+#[test]
+fn an_attempt_after_a_failed_one_proposes_above_what_that_one_taught_its_grantors() {
+    let mut c = Cluster::new(3, |_| {});
+    // Node 2 holds "r" with grants from nodes 0 and 2 only: node 1 never saw it.
+    c.partition(&[1], &[0, 2]);
+    let held = c.lock(2, W, &["r"], None);
+    c.settle();
+    let t_held = token_of(&c, 2, held);
+    c.heal();
+    let stale = |c: &Cluster| (0..3).map(|i| c.node(i).counters().stale_token_denials).sum::<u64>();
+    let stale_before = stale(&c);
+    // Node 0's attempts: its own locker and node 2 deny (conflict), node 1 grants, raising its mark to the
+    // proposal; each attempt fails and backs off. Each next one must propose above that mark.
+    let w = c.lock(0, W, &["r"], None);
+    c.run_for(ms(500));
+    assert_eq!(c.acquired(0, w), None);
+    assert!(c.node(0).counters().retries >= 2, "several attempts while the lock is held");
+    assert!(c.node(1).fencing_mark() > t_held, "node 1 accepted a failed attempt's proposal");
+    // The holder leaves; node 0 is woken and gets the lock.
+    c.unlock(2, held);
+    c.settle();
+    let t = token_of(&c, 0, w);
+    assert!(t > t_held);
+    assert_eq!(stale(&c), stale_before, "a locker denied an attempt as stale: a wasted round");
     c.assert_safe();
 }
 
@@ -185,6 +218,92 @@ fn a_dead_holders_grants_expire_and_another_node_then_acquires() {
     c.assert_safe();
 }
 
+/// The same restart when every peer answers the rejoin: the restarted node reinstalls the holder's grant,
+/// serves at once, and the holder keeps its lock (PROTOCOL.md §6.7).
+#[test]
+fn a_restarted_node_that_every_peer_answers_rejoins_at_once_and_keeps_the_holders_grant() {
+    let mut c = Cluster::new(3, |_| {});
+    c.partition(&[2], &[0, 1]);
+    let a = c.lock(0, W, &["r"], None);
+    c.settle();
+    let info = c.node(0).lock_info(a).unwrap();
+    assert_eq!(info.grantors, NodeSet::from([0, 1]));
+    c.heal();
+    c.crash(1);
+    let restarted = c.now;
+    c.restart(1, None);
+    c.settle();
+    assert_eq!(c.node(1).counters().rejoins, 1);
+    assert!(c.node(1).is_serving(c.now), "serving one round trip after the restart, not after 30 s");
+    assert!(c.now - restarted < ms(100));
+    c.partition(&[0], &[2]); // as above: only node 1 could give node 2 a second quorum
+    let b = c.lock(2, W, &["r"], None);
+    for _ in 0..600 {
+        c.run_for(ms(100));
+        assert!(c.is_valid(0, a), "the holder keeps its lock across node 1's restart");
+        assert_eq!(c.acquired(2, b), None, "second writer at {:?}", c.now);
+    }
+    c.assert_safe();
+}
+
+/// The race of §6.7: node 1 grants node 0's attempt, crashes with the grant reply still on its way, and
+/// rejoins before it arrives. Node 0 must not count that grant (the new incarnation does not have it), or
+/// node 2 gets a second write quorum through the new incarnation. Returns whether both believed `r`.
+fn stale_grant_across_a_rejoin(bug: Option<dsync_core::PlantedBug>) -> (Cluster, bool) {
+    let mut c = Cluster::new(3, |cfg| cfg.planted_bug = bug);
+    c.settle();
+    let a = c.lock(0, W, &["r"], None);
+    let is_lock = |m: &Msg| matches!(m.message, Message::Lock(_));
+    let is_grant = |m: &Msg| matches!(m.message, Message::LockReply { outcome: Outcome::Granted, .. });
+    hold(&mut c, |m| m.to == 2 && is_lock(m)); // node 2 never hears this attempt
+    let to_1 = c.inflight.iter().position(|m| m.to == 1 && is_lock(m)).expect("the request to node 1");
+    c.deliver_at(to_1); // node 1 grants
+    let stale = hold(&mut c, |m| m.from == 1 && is_grant(m));
+    assert_eq!(stale.len(), 1, "node 1's grant is on its way");
+    c.crash(1);
+    c.restart(1, None);
+    c.settle(); // node 1 rejoins: every peer answered, floor known
+    assert!(c.node(1).is_serving(c.now), "rejoined without a quarantine");
+    c.inflight.extend(stale); // the dead incarnation's grant arrives
+    c.deliver_all();
+    let b = c.lock(2, W, &["r"], None);
+    c.run_for(ms(500));
+    let both = c.is_valid(0, a) && c.is_valid(2, b);
+    (c, both)
+}
+
+#[test]
+fn a_grant_sent_before_a_restart_is_not_counted_once_the_node_rejoined() {
+    let (c, both) = stale_grant_across_a_rejoin(None);
+    assert!(!both, "two writers");
+    assert!(c.violations.is_empty(), "{:?}", c.violations);
+}
+
+#[cfg(feature = "planted-bugs")]
+#[test]
+fn counting_a_grant_of_the_dead_incarnation_lets_a_second_writer_in() {
+    let (c, both) = stale_grant_across_a_rejoin(Some(dsync_core::PlantedBug::RejoinCountsStaleReplies));
+    assert!(both && !c.violations.is_empty(), "the checker saw two writers");
+}
+
+#[cfg(feature = "planted-bugs")]
+#[test]
+fn a_rejoin_that_does_not_reinstall_lets_a_second_writer_in() {
+    let mut c = Cluster::new(3, |cfg| cfg.planted_bug = Some(dsync_core::PlantedBug::RejoinWithoutReinstall));
+    c.partition(&[2], &[0, 1]);
+    let a = c.lock(0, W, &["r"], None);
+    c.settle();
+    c.heal();
+    c.crash(1);
+    c.restart(1, None);
+    c.settle();
+    c.partition(&[0], &[2]);
+    let b = c.lock(2, W, &["r"], None);
+    c.run_for(secs(1));
+    assert!(c.is_valid(0, a) && c.is_valid(2, b));
+    assert!(!c.violations.is_empty(), "the checker saw two writers");
+}
+
 /// MinIO's double writer: a node restarts without state while another node is cut off from the holder;
 /// without a quarantine the cut-off node and the restarted one would form a second write quorum.
 #[test]
@@ -198,6 +317,7 @@ fn a_restarted_node_does_not_enable_a_second_writer() {
     c.run_for(secs(1));
     c.crash(1);
     c.restart(1, None);
+    c.settle(); // node 2 cannot answer node 1's rejoin: the quarantine stays (§6.7)
     c.heal();
     c.partition(&[0], &[2]); // node 1 talks to both; 0 and 2 cannot talk
     let b = c.lock(2, W, &["r"], None);
@@ -212,6 +332,46 @@ fn a_restarted_node_does_not_enable_a_second_writer() {
     let (b_at, tb) = c.acquired(2, b).expect("node 2 acquires once A's lease is gone");
     assert!(b_at >= lost_at);
     assert!(tb > info.token, "token {tb} must exceed the earlier writer's {}", info.token);
+    c.assert_safe();
+}
+
+#[test]
+fn a_restarted_node_releases_the_locks_its_previous_incarnation_held() {
+    let mut c = Cluster::new(3, |_| {});
+    c.settle();
+    let dead = c.lock(0, W, &["r"], None);
+    c.settle();
+    assert!(c.is_valid(0, dead));
+    c.crash(0); // its application died holding "r": nodes 1 and 2 keep the grants
+    let w = c.lock(1, W, &["r"], None);
+    c.run_for(secs(2));
+    assert_eq!(c.acquired(1, w), None, "the dead holder's grants still block");
+    let restarted_at = c.now;
+    c.restart(0, None);
+    c.run_for(secs(2));
+    assert_eq!(c.node(0).counters().dead_grants_released, 2, "one dead grant at each peer");
+    let (at, _) = c.acquired(1, w).expect("the waiter gets the lock once the dead grants are gone");
+    let lease = c.cfgs[1].lease;
+    assert!(at - restarted_at < lease / 4, "acquired {:?} after the restart (lease {lease:?})", at - restarted_at);
+    c.assert_safe();
+}
+
+#[test]
+fn the_sweep_of_a_reconnected_peer_keeps_this_incarnations_own_locks() {
+    let mut c = Cluster::new(3, |_| {});
+    c.settle();
+    let mine = c.lock(0, W, &["r"], None);
+    c.settle();
+    // Node 1 drops out and comes back: node 0 sweeps it again and finds only its live grant.
+    c.with_node(0, |n, now| n.handle_peer_down(now, 1));
+    c.with_node(0, |n, now| n.handle_peer_up(now, 1));
+    c.settle();
+    assert_eq!(c.node(0).counters().dead_grants_released, 0);
+    c.run_for(secs(40)); // across refreshes: node 1 still holds the grant
+    assert!(c.is_valid(0, mine));
+    let other = c.lock(2, W, &["r"], Some(secs(1)));
+    c.run_for(secs(2));
+    assert_eq!(c.acquired(2, other), None);
     c.assert_safe();
 }
 
@@ -239,8 +399,10 @@ fn fencing_tokens_increase_across_release_expiry_and_a_minority_restart() {
     let t3 = token_of(&c, 2, w3);
     assert!(t3 > t2);
 
-    // A minority restart without state: node 1 learns the floor from its peers.
+    // A minority restart without state: node 1 learns the floor from its peers. Node 2 does not hear its
+    // rejoin, so it keeps its quarantine (§6.7).
     c.restart(1, None);
+    drop_rejoin(&mut c, 1, 2);
     c.settle();
     assert!(c.node(1).fencing_mark() >= t3, "the restarted node learned its floor from peers");
     assert!(!c.node(1).is_serving(c.now), "but serves nothing during its quarantine");
@@ -481,6 +643,7 @@ fn limits_give_typed_errors_and_change_nothing() {
         cfg.limits.max_pending = 1;
         cfg.limits.max_queries = 1;
     });
+    c.settle(); // the start's sweep queries (§6.6)
     let before = c.node(0).counters().clone();
     assert_eq!(c.try_lock(0, W, &[], None), Err(RequestError::NoResources));
     assert_eq!(c.try_lock(0, W, &["a", "b", "c"], None), Err(RequestError::TooManyResources { count: 3, limit: 2 }));
@@ -835,15 +998,17 @@ fn release_reports_how_many_grantors_confirmed() {
 #[test]
 fn a_peer_reported_down_counts_as_a_refusal_at_once() {
     let mut c = Cluster::new(3, |_| {});
+    c.settle(); // the start's sweep queries and their answers (§6.6)
     c.partition(&[0], &[1]);
     c.crash(2);
     c.with_node(0, |n, now| {
         n.handle_peer_down(now, 1);
         n.handle_peer_down(now, 7); // unknown peers are ignored
     });
+    let sent = c.node(0).counters().messages_out;
     let w = c.lock(0, W, &["r"], Some(secs(1)));
     c.settle();
-    assert_eq!(c.node(0).counters().messages_out, 1, "nothing is sent to a peer known to be down");
+    assert_eq!(c.node(0).counters().messages_out, sent + 1, "nothing is sent to a peer known to be down");
     c.with_node(0, |n, now| n.handle_peer_down(now, 2));
     c.run_for(secs(2));
     let (at, reason) = c.failed(0, w).unwrap();
@@ -870,6 +1035,8 @@ fn a_peer_reported_down_counts_as_a_refusal_at_once() {
 #[test]
 fn handle_timeout_early_or_repeated_is_harmless() {
     let mut c = Cluster::new(3, |_| {});
+    c.settle(); // the start's sweep queries and their answers (§6.6)
+    let sent = c.node(0).counters().messages_out;
     let a = c.lock(0, W, &["r"], None);
     c.settle();
     let timeout = c.node(0).poll_timeout();
@@ -888,7 +1055,7 @@ fn handle_timeout_early_or_repeated_is_harmless() {
     assert_eq!(c.node(0).poll_timeout(), timeout);
     assert_eq!(c.events[0].len(), events);
     assert!(c.is_valid(0, a));
-    assert_eq!(c.node(0).counters().messages_out, 2, "one lock request to each peer, nothing more");
+    assert_eq!(c.node(0).counters().messages_out, sent + 2, "one lock request to each peer, nothing more");
 }
 
 #[test]
@@ -946,6 +1113,7 @@ mod planted {
         c.settle();
         c.crash(1);
         c.restart(1, None);
+        c.settle(); // node 2 does not hear the rejoin: no reinstall
         c.heal();
         c.partition(&[0], &[2]);
         let b = c.lock(2, W, &["r"], None);
@@ -959,6 +1127,7 @@ mod planted {
         let mut c = Cluster::new(3, |cfg| cfg.planted_bug = Some(PlantedBug::NoFencingCheck));
         c.crash(1);
         c.restart(1, None);
+        drop_rejoin(&mut c, 1, 2); // no rejoin shortcut: node 1 stays quarantined
         c.settle();
         let w = c.lock(0, W, &["r"], None); // granted by 0 and 2 while 1 is quarantined
         c.settle();
@@ -969,6 +1138,25 @@ mod planted {
         assert!(c.acquired(1, w).is_some());
         assert!(c.fencing_violation().is_some(), "tokens: {:?}", c.acquisitions);
     }
+}
+
+#[cfg(feature = "planted-bugs")]
+#[test]
+fn a_sweep_that_releases_every_own_grant_lets_a_second_writer_in() {
+    use dsync_core::PlantedBug;
+    let mut c = Cluster::new(3, |cfg| cfg.planted_bug = Some(PlantedBug::ReleaseOwnLiveGrants));
+    c.settle();
+    c.partition(&[2], &[0, 1]);
+    let mine = c.lock(0, W, &["r"], None); // granted by nodes 0 and 1
+    c.settle();
+    c.heal();
+    c.with_node(0, |n, now| n.handle_peer_down(now, 1));
+    c.with_node(0, |n, now| n.handle_peer_up(now, 1));
+    c.settle(); // node 1 drops node 0's live grant
+    let other = c.lock(2, W, &["r"], Some(secs(1)));
+    c.run_for(ms(500));
+    assert!(c.acquired(2, other).is_some() && c.is_valid(0, mine));
+    assert!(!c.violations.is_empty(), "the checker saw two writers");
 }
 
 // ----- bootstrap (PROTOCOL.md §6.5) and serving status -----
@@ -1023,6 +1211,7 @@ fn a_wiped_node_rejoining_a_running_cluster_finds_history_and_is_quarantined_unt
     c.run_for(secs(1));
     let start = c.now;
     c.start(1, Start::Bootstrap);
+    drop_rejoin(&mut c, 1, 2); // node 2 cannot answer the rejoin: no shortcut (§6.7)
     c.settle();
     let until = start + c.cfgs[1].effective_quarantine();
     assert_eq!(statuses(&c, 1), [Event::Quarantined { until }], "the quarantine counts from the start");
@@ -1053,10 +1242,11 @@ fn two_restarts_in_a_row_are_never_vouched_for_by_an_old_first_boot_decision() {
         c.start(2, Start::Bootstrap);
         c.settle();
         assert!(
-            matches!(statuses(&c, 2)[..], [Event::Quarantined { .. }]),
-            "restart {round}: peers that booted with an earlier incarnation answer History: {:?}",
+            matches!(statuses(&c, 2)[..], [Event::Quarantined { .. }, Event::Serving]),
+            "restart {round}: peers that booted with an earlier incarnation answer History (then it rejoins): {:?}",
             c.status[2]
         );
+        assert_eq!(c.node(2).counters().rejoins, 1, "every peer answered: the quarantine ended at once");
     }
     c.assert_safe();
 }
@@ -1092,7 +1282,7 @@ fn an_undecided_bootstrap_sends_no_lock_round_until_every_peer_answered() {
 }
 
 #[test]
-fn serving_state_reports_floor_recovery_after_the_quarantine() {
+fn serving_state_reports_floor_recovery_when_the_quarantine_is_over() {
     let mut c = Cluster::new(3, |_| {});
     c.crash(1);
     c.crash(2);
@@ -1100,8 +1290,8 @@ fn serving_state_reports_floor_recovery_after_the_quarantine() {
     c.restart(2, None);
     c.settle();
     let q = c.cfgs[1].effective_quarantine();
-    assert!(matches!(c.node(1).serving_state(c.now), ServingState::Quarantined { floor_known: false, .. }));
-    c.run_for(q + ms(1));
+    // Every peer answered the rejoin, so the quarantine is over at once; one floor is not a read quorum.
+    assert_eq!(c.node(1).counters().rejoins, 1);
     assert_eq!(
         c.node(1).serving_state(c.now),
         ServingState::RecoveringFloor { known: NodeSet::from([0]), unknown: NodeSet::from([2]), needed: 2 }
@@ -1202,10 +1392,9 @@ fn a_restarted_node_asks_a_peer_for_its_floor_as_soon_as_it_comes_up() {
         n.handle_peer_up(now, 2);
     });
     c.settle();
-    assert!(
-        matches!(c.node(1).serving_state(c.now), ServingState::Quarantined { floor_known: true, .. }),
-        "floor learned at once, not at the next retry"
-    );
+    // The floor queries and the rejoin go out again on peer up: floor learned, every peer answered.
+    assert_eq!(c.node(1).serving_state(c.now), ServingState::Serving, "floor learned at once, not at the next retry");
+    assert_eq!(c.node(1).counters().rejoins, 1);
 }
 
 #[test]

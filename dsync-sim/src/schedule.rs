@@ -7,6 +7,7 @@ use crate::faults::{self, Fault, FaultEvent, RestartKind};
 use crate::rng::Rng;
 use crate::swarm::{Swarm, SwarmOptions};
 use crate::workload::{self, PlannedWrite, Request};
+use dsync_core::quorum::write_quorum;
 
 const MS: u64 = 1_000_000;
 const S: u64 = 1_000_000_000;
@@ -100,6 +101,9 @@ fn draw_ambushes(sw: &Swarm, r: &mut Rng, sch: &mut Schedule) {
     if r.chance(sw.faults.wipe_wave_prob) {
         draw_wipe_wave(sw, r, sch);
     }
+    if n >= 3 && r.chance(sw.faults.rejoin_race_prob) {
+        draw_rejoin_race(sw, r, sch);
+    }
     sch.faults.sort_by_key(|f| f.at);
     sch.requests.sort_by_key(|q| q.at);
 }
@@ -129,6 +133,52 @@ fn draw_wipe_wave(sw: &Swarm, r: &mut Rng, sch: &mut Schedule) {
         sch.faults.push(FaultEvent { at: back, fault: Fault::Restart { node, kind: RestartKind::Wiped } });
     }
     push_contender(sw, r, sch, &res, wave + 40 * MS, wave + 400 * MS);
+}
+
+/// A rejoin race (PROTOCOL.md §6.7): the victim asks for a write lock; node `x`'s grant is held up on its
+/// way, and the others but a write quorum's worth of "friends" (the victim, `x` and the friends make a
+/// write quorum) do not hear the request until later; `x` crashes and restarts within milliseconds
+/// and rejoins; then `x`'s held messages go (old grant and new rejoin in any order on a reordering network),
+/// and `c` asks for the same resource through the new incarnation. The victim must not count the dead
+/// incarnation's grant once it answered the rejoin, or `c` and the victim both hold the lock.
+fn draw_rejoin_race(sw: &Swarm, r: &mut Rng, sch: &mut Schedule) {
+    let (n, v) = (sw.nodes, sw.victim);
+    let lease = sw.lease.as_nanos() as u64;
+    let others: Vec<usize> = (0..n).filter(|&i| i != v).collect();
+    let x = others[r.below(others.len() as u64) as usize];
+    let mut rest: Vec<usize> = others.iter().copied().filter(|&i| i != x).collect();
+    let c = rest.remove(r.below(rest.len() as u64) as usize);
+    // With an odd `n`, `c`, the new `x` and the nodes left outside the victim's quorum are a write quorum.
+    let friends: Vec<usize> = rest.iter().copied().take(write_quorum(n).saturating_sub(2)).collect();
+    let held: Vec<usize> = others.iter().copied().filter(|i| !friends.contains(i)).collect();
+    let at = r.range(S / 2, sw.heal_at.saturating_sub(3 * lease).max(S / 2 + 1));
+    // A resource of its own: the race needs the victim's attempt to be granted, not queued behind others.
+    let res = format!("rejoin{}", at / MS);
+    let clog_at = at - MS;
+    // `x`'s grant is held on its way back; the other outsiders never hear the attempt (their lockers stay free).
+    let link = |o: usize| if o == x { (x, v) } else { (v, o) };
+    for &o in &held {
+        let (from, to) = link(o);
+        sch.faults.push(FaultEvent { at: clog_at, fault: Fault::Clog { from, to } });
+    }
+    let mut req = Request::write(v, at, &res, 2 * lease);
+    req.writes = vec![PlannedWrite { after: lease / 4, pause: 0 }];
+    sch.requests.push(req);
+    let crash = at + r.range(5 * MS, 20 * MS);
+    sch.faults.push(FaultEvent { at: crash, fault: Fault::Crash { node: x } });
+    let kind = if r.chance(0.5) { RestartKind::Durable } else { RestartKind::Volatile };
+    let back = crash + r.range(MS, 10 * MS);
+    sch.faults.push(FaultEvent { at: back, fault: Fault::Restart { node: x, kind } });
+    let release = back + r.range(20 * MS, 60 * MS);
+    sch.faults.push(FaultEvent { at: release, fault: Fault::Unclog { from: x, to: v } });
+    for &o in held.iter().filter(|&&i| i != x) {
+        let (from, to) = link(o);
+        sch.faults.push(FaultEvent { at: release + lease, fault: Fault::Unclog { from, to } });
+    }
+    let mut contender = Request::write(c, release + r.range(5 * MS, 40 * MS), &res, r.range(50 * MS, 300 * MS));
+    contender.deadline = Some(lease);
+    contender.writes = vec![PlannedWrite { after: 0, pause: 0 }];
+    sch.requests.push(contender);
 }
 
 /// A node other than the victim asks for `res` at a time in `[from, to)`, holding it briefly and writing once:

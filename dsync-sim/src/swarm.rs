@@ -72,6 +72,9 @@ pub struct FaultMix {
     pub wipe_wave_prob: f64,
     /// Probability that the victim is cut off during a wipe wave.
     pub wipe_wave_cut_prob: f64,
+    /// Probability, given ambushes, of a rejoin race (PROTOCOL.md §6.7): a node grants the victim's attempt,
+    /// its reply is held up, it crashes and restarts at once, and its rejoin may overtake that grant.
+    pub rejoin_race_prob: f64,
     /// Force-unlocks (`Fault::ForceUnlock`, of hot and cold resources) per 10 s.
     pub force_unlocks_per_10s: f64,
     /// Probability that a restarting node's machine clock is stepped (`Fault::ClockJump`, ±1 ms … 1 h).
@@ -123,6 +126,7 @@ impl FaultMix {
             ambush_prob: 0.0,
             wipe_wave_prob: 0.0,
             wipe_wave_cut_prob: 0.0,
+            rejoin_race_prob: 0.0,
             force_unlocks_per_10s: 0.0,
             clock_jump_prob: 0.0,
         }
@@ -154,6 +158,7 @@ impl FaultMix {
             ambush_prob: 0.5,
             wipe_wave_prob: 0.6,
             wipe_wave_cut_prob: 0.5,
+            rejoin_race_prob: 0.5,
             force_unlocks_per_10s: 0.0,
             clock_jump_prob: 0.0,
         }
@@ -324,6 +329,7 @@ impl fmt::Display for Swarm {
         writeln!(f, "  ambush_prob          {:.3}", m.ambush_prob)?;
         writeln!(f, "  wipe_wave_prob       {:.3}", m.wipe_wave_prob)?;
         writeln!(f, "  wipe_wave_cut_prob   {:.3}", m.wipe_wave_cut_prob)?;
+        writeln!(f, "  rejoin_race_prob     {:.3}", m.rejoin_race_prob)?;
         writeln!(f, "  force_unlocks_per_10s {:.3}", m.force_unlocks_per_10s)?;
         writeln!(f, "  clock_jump_prob      {:.3}", m.clock_jump_prob)?;
         let s = &self.partition;

@@ -44,6 +44,19 @@ pub fn every_message() -> Vec<Message> {
         Message::FloorReply { qid: 3, floor: Some(1 << 20), standing: Standing::History, incarnation: 4 },
         Message::FloorReply { qid: 3, floor: None, standing: Standing::Fresh, incarnation: 5 },
         Message::FloorReply { qid: 3, floor: Some(0), standing: Standing::BootedWithYou, incarnation: 6 },
+        Message::Rejoin { qid: 4 },
+        Message::RejoinReply {
+            qid: 4,
+            holds: vec![LockMsg {
+                uid: 7,
+                ticket: 3,
+                mode: Mode::Write,
+                proposal: 42,
+                resources: vec!["orders".into(), "stock".into()],
+            }],
+            complete: true,
+        },
+        Message::RejoinReply { qid: 4, holds: vec![], complete: false },
     ]
 }
 

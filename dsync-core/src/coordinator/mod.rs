@@ -26,6 +26,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 
 mod refresh;
+mod rejoin;
 mod release;
 mod round;
 
@@ -60,6 +61,9 @@ struct Round {
     overloaded: usize,
     stale_token: bool,
     max_mark: u64,
+    /// Nodes that rejoined during this round (PROTOCOL.md §6.7): their replies to it may come from a dead
+    /// incarnation, so they are not counted.
+    ignore: NodeSet,
 }
 
 #[derive(Debug)]
@@ -72,6 +76,8 @@ struct RefreshRound {
     missing: NodeSet,
     /// Nodes that answered "not held": only these surely dropped the grant.
     not_held: NodeSet,
+    /// Nodes that rejoined during this round: their confirmations are not counted (§6.7).
+    ignore: NodeSet,
 }
 
 #[derive(Debug)]
@@ -181,6 +187,11 @@ impl Coordinator {
     }
 
     // ----- getters -----
+
+    /// Whether this incarnation issued attempt uid `uid` (its uids run up from a random base).
+    pub(crate) fn issued(&self, uid: u64) -> bool {
+        uid.wrapping_sub(self.uid_base) < self.uid_seq
+    }
 
     pub(crate) fn info(&self, id: LockId) -> Option<LockInfo> {
         let lock = self.locks.get(&id)?;
@@ -373,8 +384,8 @@ impl Coordinator {
         for (&id, lock) in self.locks.iter_mut() {
             match &mut lock.phase {
                 Phase::Acquiring(r) => {
-                    if r.answered.contains(peer) && !r.down.contains(peer) {
-                        continue; // a real answer
+                    if r.answered.contains(peer) && !r.down.contains(peer) || r.ignore.contains(peer) {
+                        continue; // a real answer, or one this round will not count
                     }
                     if r.down.contains(peer) {
                         r.down.remove(peer);
@@ -393,7 +404,7 @@ impl Coordinator {
                 Phase::Backoff(_) if lock.attempts > 0 && lock.last_reason == FailReason::NoQuorum => retry.push(id),
                 Phase::Held(h) => {
                     if let Some(rr) = &mut h.refresh {
-                        if !rr.ok.contains(peer) && !rr.not_held.contains(peer) {
+                        if !rr.ok.contains(peer) && !rr.not_held.contains(peer) && !rr.ignore.contains(peer) {
                             rr.missing.remove(peer);
                             io.send(peer, Message::Refresh { uid: h.uid, seq: rr.seq });
                         }

@@ -27,7 +27,7 @@ impl Coordinator {
         };
         let Some(Phase::Held(h)) = self.locks.get_mut(&id).map(|l| &mut l.phase) else { return };
         match &mut h.refresh {
-            Some(rr) if rr.seq == seq && h.uid == uid => {
+            Some(rr) if rr.seq == seq && h.uid == uid && !rr.ignore.contains(from) => {
                 if held {
                     rr.ok.insert(from);
                 } else {
@@ -53,6 +53,7 @@ impl Coordinator {
             ok: NodeSet::EMPTY,
             missing: io.down,
             not_held: NodeSet::EMPTY,
+            ignore: NodeSet::EMPTY,
         });
         io.send_to(io.reachable(), Message::Refresh { uid: h.uid, seq: h.seq });
         self.check_refresh(id, now, cfg, io);

@@ -31,6 +31,10 @@ impl Coordinator {
         };
         let Some(lock) = self.locks.get_mut(&id) else { return };
         match &mut lock.phase {
+            Phase::Acquiring(r) if r.uid == uid && r.ignore.contains(from) => {
+                // The sender rejoined during this round: this may be its dead incarnation's grant (§6.7).
+                self.late_grant(from, uid, granted, cfg, io);
+            }
             Phase::Acquiring(r) if r.uid == uid => {
                 lock.heard.insert(from);
                 if !r.answered.insert(from) {
@@ -107,6 +111,7 @@ impl Coordinator {
             overloaded: 0,
             stale_token: false,
             max_mark: 0,
+            ignore: NodeSet::EMPTY,
         });
         let msg = LockMsg { uid, ticket: lock.ticket, mode: lock.mode, proposal, resources: lock.resources.clone() };
         self.by_uid.insert(uid, id);
@@ -164,6 +169,10 @@ impl Coordinator {
         let unanswered = NodeSet::all(self.n).difference(r.answered);
         let release = r.granted.union(unanswered.intersection(io.reachable()));
         let (uid, quick) = (r.uid, r.stale_token && r.contended == 0);
+        // Lockers that granted (or whose grant is still on its way) raised their marks to this proposal, and
+        // granted reads reported marks: the next attempt proposes above all of them, so it is not denied
+        // as stale by a locker this attempt already taught (PROTOCOL.md §7.1).
+        lock.proposal_floor = lock.proposal_floor.max(r.proposal).max(r.max_mark);
         io.send_to(release, Message::Unlock { uid, ticket: None, reply: false });
         self.by_uid.remove(&uid);
         lock.last_reason = reason;

@@ -350,6 +350,61 @@ impl Locker {
         self.quarantine_until
     }
 
+    /// A restart's rejoin completed (PROTOCOL.md §6.7): reinstalls the grants its peers' holders count
+    /// (`(holder, lock)` pairs, `proposal` = token) with a fresh lease, and ends the quarantine; returns
+    /// whether that cut a quarantine short. Refuses — changing nothing — while a bootstrap is undecided or
+    /// after it booted fresh, or if a hold is malformed, two holds (or a hold and
+    /// the table) conflict, or a holder's budget would overflow: the quarantine then runs out as usual.
+    pub(crate) fn rejoin(&mut self, now: Instant, holds: Vec<(usize, LockMsg)>, reinstall: bool) -> bool {
+        // Undecided: wait. Booted fresh: every peer was new, so nothing counts on this node's grants.
+        if !matches!(self.boot, Boot::Other) {
+            return false;
+        }
+        if reinstall {
+            if !self.reinstallable(&holds) {
+                return false;
+            }
+            for (holder, m) in holds {
+                let token = m.proposal;
+                self.insert(now, (holder, m.uid), m, token);
+            }
+        }
+        let shortened = self.quarantine_until > now;
+        self.quarantine_until = self.quarantine_until.min(now);
+        shortened
+    }
+
+    /// Whether `holds` can all go into the table: well-formed, new keys, no conflicts, within budgets.
+    fn reinstallable(&self, holds: &[(usize, LockMsg)]) -> bool {
+        let mut writers: BTreeSet<&str> = BTreeSet::new();
+        let mut readers: BTreeSet<&str> = BTreeSet::new();
+        let mut per_holder: Vec<usize> = Vec::new();
+        for (holder, m) in holds {
+            if !self.is_valid_request(m) || self.grants.contains_key(&(*holder, m.uid)) {
+                return false;
+            }
+            if per_holder.len() <= *holder {
+                per_holder.resize(*holder + 1, 0);
+            }
+            per_holder[*holder] += m.resources.len();
+            for r in &m.resources {
+                let taken = self.res.get(r.as_str()).is_some_and(|st| st.conflicts(m.mode));
+                let clash = match m.mode {
+                    Mode::Write => writers.contains(r.as_str()) || readers.contains(r.as_str()),
+                    Mode::Read => writers.contains(r.as_str()),
+                };
+                if taken || clash {
+                    return false;
+                }
+                match m.mode {
+                    Mode::Write => writers.insert(r),
+                    Mode::Read => readers.insert(r),
+                };
+            }
+        }
+        self.shares.admits_all(&per_holder)
+    }
+
     /// Drops every grant whose lease ran out by `now`.
     pub(crate) fn expire(&mut self, now: Instant, io: &mut Io) {
         while let Some(&(at, key)) = self.expiry.first() {
@@ -428,6 +483,14 @@ impl Locker {
     }
 
     fn grant(&mut self, now: Instant, key: Key, m: LockMsg, token: u64) {
+        if m.mode == Mode::Write {
+            self.fencing.record(token);
+        }
+        self.insert(now, key, m, token);
+    }
+
+    /// Puts a grant in the table: resources, marks, waiters it satisfies, budget, expiry.
+    fn insert(&mut self, now: Instant, key: Key, m: LockMsg, token: u64) {
         let floor = self.fencing.floor();
         for r in &m.resources {
             if !self.res.contains_key(r.as_str()) {
@@ -442,9 +505,6 @@ impl Locker {
                 Mode::Read => st.crowd().readers.push(key),
             }
             st.forget_waiter(key.0, m.ticket);
-        }
-        if m.mode == Mode::Write {
-            self.fencing.record(token);
         }
         self.forget_reserved(key.0, m.ticket);
         self.shares.take(key.0, m.resources.len());

@@ -81,6 +81,17 @@ impl Shares {
         self.total + self.unused + cost - from_own_share <= self.max
     }
 
+    /// Whether every origin `o` may take `costs[o]` more entries at once (as [`Shares::admits`] for each, and
+    /// for their sum against the shared part).
+    pub(crate) fn admits_all(&self, costs: &[usize]) -> bool {
+        let mut beyond_own = 0;
+        for (origin, &cost) in costs.iter().enumerate().filter(|(_, &c)| c > 0) {
+            let Some(&held) = self.held.get(origin) else { return false };
+            beyond_own += cost - cost.min(self.reserve.saturating_sub(held));
+        }
+        self.total + self.unused + beyond_own <= self.max
+    }
+
     pub(crate) fn take(&mut self, origin: usize, cost: usize) {
         let held = &mut self.held[origin];
         self.unused -= cost.min(self.reserve.saturating_sub(*held));

@@ -336,6 +336,14 @@ fn remember(seen: &mut Vec<u64>, msg: &Message) {
         | Message::ForceUnlock { qid, .. }
         | Message::ForceUnlockReply { qid, .. }
         | Message::FloorQuery { qid, .. }
-        | Message::FloorReply { qid, .. } => push(*qid),
+        | Message::FloorReply { qid, .. }
+        | Message::Rejoin { qid } => push(*qid),
+        Message::RejoinReply { qid, holds, .. } => {
+            push(*qid);
+            for h in holds {
+                push(h.uid);
+                push(h.ticket);
+            }
+        }
     }
 }

@@ -179,19 +179,75 @@ pub struct ForgedEntry {
 #[derive(Arbitrary, Debug)]
 #[allow(missing_docs)] // the variants mirror `Message`
 pub enum Forged {
-    Lock { uid: Pick, ticket: Pick, write: bool, proposal: Pick, mask: u8 },
-    LockReply { uid: Pick, verdict: Verdict, mark: Pick },
-    Refresh { uid: Pick, seq: u32 },
-    RefreshReply { uid: Pick, seq: u32, held: bool },
-    Unlock { uid: Pick, ticket: Option<Pick>, reply: bool },
-    UnlockReply { uid: Pick, removed: bool },
-    Wake { ticket: Pick },
-    Query { qid: Pick, name: Option<u8> },
-    QueryReply { qid: Pick, entries: Vec<ForgedEntry>, truncated: bool },
-    ForceUnlock { qid: Pick, target: Option<u8>, owner: u8, uid: Pick },
-    ForceUnlockReply { qid: Pick, removed: u32 },
-    FloorQuery { qid: Pick },
-    FloorReply { qid: Pick, floor: Option<Pick>, standing: u8 },
+    Lock {
+        uid: Pick,
+        ticket: Pick,
+        write: bool,
+        proposal: Pick,
+        mask: u8,
+    },
+    LockReply {
+        uid: Pick,
+        verdict: Verdict,
+        mark: Pick,
+    },
+    Refresh {
+        uid: Pick,
+        seq: u32,
+    },
+    RefreshReply {
+        uid: Pick,
+        seq: u32,
+        held: bool,
+    },
+    Unlock {
+        uid: Pick,
+        ticket: Option<Pick>,
+        reply: bool,
+    },
+    UnlockReply {
+        uid: Pick,
+        removed: bool,
+    },
+    Wake {
+        ticket: Pick,
+    },
+    Query {
+        qid: Pick,
+        name: Option<u8>,
+    },
+    QueryReply {
+        qid: Pick,
+        entries: Vec<ForgedEntry>,
+        truncated: bool,
+    },
+    ForceUnlock {
+        qid: Pick,
+        target: Option<u8>,
+        owner: u8,
+        uid: Pick,
+    },
+    ForceUnlockReply {
+        qid: Pick,
+        removed: u32,
+    },
+    FloorQuery {
+        qid: Pick,
+    },
+    FloorReply {
+        qid: Pick,
+        floor: Option<Pick>,
+        standing: u8,
+    },
+    Rejoin {
+        qid: Pick,
+    },
+    /// Holds as forged `Lock`s: (uid, ticket, write, token, names mask).
+    RejoinReply {
+        qid: Pick,
+        holds: Vec<(Pick, Pick, bool, Pick, u8)>,
+        complete: bool,
+    },
 }
 
 fn name(i: u8) -> String {
@@ -261,6 +317,21 @@ impl Forged {
                 standing: [Standing::Fresh, Standing::BootedWithYou, Standing::History][usize::from(*standing % 3)],
                 incarnation: p(qid) ^ u64::from(*standing),
             },
+            Forged::Rejoin { qid } => Message::Rejoin { qid: p(qid) },
+            Forged::RejoinReply { qid, holds, complete } => Message::RejoinReply {
+                qid: p(qid),
+                holds: holds
+                    .iter()
+                    .map(|(uid, ticket, write, token, mask)| LockMsg {
+                        uid: p(uid),
+                        ticket: p(ticket),
+                        mode: mode(*write),
+                        proposal: p(token),
+                        resources: names(*mask),
+                    })
+                    .collect(),
+                complete: *complete,
+            },
         }
     }
 }
@@ -291,9 +362,12 @@ impl Tweak {
                 | Message::ForceUnlock { qid, .. }
                 | Message::ForceUnlockReply { qid, .. }
                 | Message::FloorQuery { qid, .. }
-                | Message::FloorReply { qid, .. },
+                | Message::FloorReply { qid, .. }
+                | Message::Rejoin { qid }
+                | Message::RejoinReply { qid, .. },
                 Tweak::Qid(x),
             ) => *qid = x.get(seen),
+            (Message::RejoinReply { complete, .. }, Tweak::Flip) => *complete = !*complete,
             (Message::QueryReply { truncated, .. }, Tweak::Flip) => *truncated = !*truncated,
             (Message::ForceUnlockReply { removed, .. }, Tweak::Number(v)) => *removed = v as u32,
             (Message::FloorReply { floor, .. }, Tweak::Number(v)) => *floor = Some(v),
