@@ -43,7 +43,7 @@ pub struct QuicConfig {
 
 impl QuicConfig {
     /// Defaults for node `me` of `peers`: frames up to the core's default message size, 4 MiB queues,
-    /// reconnect 20 ms – 1 s, handshake 5 s, idle timeout 5 s, one stream per direction.
+    /// reconnect 20 ms – 250 ms, handshake 5 s, idle timeout 5 s, one stream per direction.
     pub fn new(peers: Vec<SocketAddr>, me: usize, cluster: impl Into<String>, identity: NodeIdentity) -> Self {
         QuicConfig {
             peers,
@@ -53,7 +53,7 @@ impl QuicConfig {
             max_frame: dsync_core::Limits::default().max_message_size,
             max_queued_bytes: 4 << 20,
             reconnect_min: Duration::from_millis(20),
-            reconnect_max: Duration::from_secs(1),
+            reconnect_max: Duration::from_millis(250),
             handshake_timeout: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(5),
             streams: StreamMode::Single,

@@ -4,7 +4,8 @@
 //! Every node runs several workers that take read and write locks on a few hot resources and, while
 //! holding a write lock, update a fenced counter that rejects stale fencing tokens and notices overlapping
 //! holders. Midway one node crashes (nothing released; its peers see the connection drop) and restarts
-//! from its state directory: it rejoins by itself and serves again after its restart quarantine.
+//! from its state directory: it releases what its previous incarnation held, rejoins, and serves again once
+//! every peer answered (PROTOCOL.md §6.6–§6.7); the summary's `serving_after_restart_ms` is how long that took.
 //!
 //! `cargo run --release -p dsync-tools --example cluster [-- --seconds 10 --nodes 5 --workers 4 --transport tcp|quic]`
 //!
@@ -182,6 +183,8 @@ async fn main() {
     let begin = Instant::now();
     let victim = n / 2;
     let (mut crashed, mut restarted) = (false, false);
+    // From the restart to `ready()` (serving, floor durable, a quorum connected).
+    let serving_ms: Arc<Mutex<Option<f64>>> = Arc::default();
     let mut last = 0;
     while begin.elapsed() < Duration::from_secs(seconds) {
         tokio::time::sleep(Duration::from_secs(1)).await;
@@ -192,10 +195,17 @@ async fn main() {
             println!("t={t:>4.1}s node {victim} crashed (nothing released)");
             crashed = true;
         } else if crashed && !restarted && t >= seconds as f64 * 0.45 {
+            let since = Instant::now();
             let node = start(&net, &addrs, victim, None, &state).await;
-            nodes.lock().unwrap()[victim] = node;
-            println!("t={t:>4.1}s node {victim} restarted from its state directory (quarantined, then rejoins)");
+            nodes.lock().unwrap()[victim] = node.clone();
+            println!("t={t:>4.1}s node {victim} restarted from its state directory (it rejoins: PROTOCOL.md §6.7)");
             restarted = true;
+            let serving_ms = serving_ms.clone();
+            tokio::spawn(async move {
+                if node.ready().await.is_ok() {
+                    *serving_ms.lock().unwrap() = Some(since.elapsed().as_secs_f64() * 1e3);
+                }
+            });
         }
         let locks = stats.locks.load(Ordering::Relaxed);
         println!(
@@ -218,8 +228,13 @@ async fn main() {
         |p: f64| lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1))).copied().unwrap_or(0);
     let locks = stats.locks.load(Ordering::Relaxed);
     let writes: u64 = counter.state.lock().unwrap().values().map(|s| s.value).sum();
+    let serving_after_restart = match *serving_ms.lock().unwrap() {
+        Some(ms) => format!("{ms:.1}"),
+        None => "none".into(),
+    };
     println!(
-        "summary: nodes={n} locks={locks} locks_per_sec={:.0} p50_us={} p99_us={} failed={} lost={} fenced_writes={writes}",
+        "summary: nodes={n} locks={locks} locks_per_sec={:.0} p50_us={} p99_us={} failed={} lost={} fenced_writes={writes} \
+         serving_after_restart_ms={serving_after_restart}",
         locks as f64 / elapsed,
         pct(0.50),
         pct(0.99),
