@@ -106,6 +106,7 @@ fn hello(from: u8, to: u8, cluster: &str) -> Vec<u8> {
         nodes: 64,
         secret: std::sync::Arc::from(&b"secret"[..]),
         instance: 0x0123_4567_89ab_cdef,
+        entropy: dsync_tokio::Entropy::os(),
     };
     let b = hs::hello(&id, usize::from(to), &[0x5a; 32]);
     debug_assert_eq!(b.len(), HELLO_LEN);
