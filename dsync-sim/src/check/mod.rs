@@ -87,6 +87,9 @@ pub enum Kind {
     LateGrantKept,
     /// A holder query disagreed with the truth in a quiescent moment.
     HolderQuery,
+    /// Application code the simulator ran for a user (a stack scenario's app) panicked: one of its own
+    /// assertions failed, or a call it relied on misbehaved.
+    Application,
 }
 
 impl Kind {

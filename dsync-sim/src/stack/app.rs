@@ -9,15 +9,24 @@
 //! register must reject it if the lease was lost meanwhile.
 
 use super::plan::{Plan, MS, S};
-use super::record::{Call, Hold, Recorder};
+use super::record::{Hold, Recorder};
 use super::register;
+use super::ATTEMPT_TIMEOUT;
 use crate::check::liveness::Probe;
 use crate::rng::Rng;
+use crate::Kind;
 use dsync_core::Mode;
 use dsync_tokio::{Guard, LockError, Node};
 use std::cell::Cell;
 use std::sync::Arc;
 use std::time::Duration;
+
+/// One acquisition attempt at most (the nodes' `attempt_timeout`).
+const ATTEMPT: Duration = ATTEMPT_TIMEOUT;
+/// What a bounded call may take beyond its bound: scheduling and message latency, generously.
+const CALL_SLACK: Duration = Duration::from_secs(1);
+/// An explicit `release()` waits for confirmations for at most one attempt's time.
+const RELEASE_BOUND: Duration = Duration::from_millis(ATTEMPT.as_millis() as u64 + CALL_SLACK.as_millis() as u64);
 
 /// True time inside a host, ns.
 pub fn now() -> u64 {
@@ -104,15 +113,25 @@ async fn attempt(ctx: &AppCtx, app: usize, res: &[String], mode: Mode, style: St
     let (m, rw) = (ctx.node.mutex(res.iter().cloned()), ctx.node.rwlock(res.iter().cloned()));
     let t = now();
     ctx.rec.event(t, ctx.id, app, "ask", &[mode as u64, style_word(style)], || format!("{mode:?} {res:?} {style:?}"));
+    // A bounded call may overrun its own deadline by one attempt (the one in flight) plus slack.
+    let bound = |d: Duration| Some((d + ATTEMPT + CALL_SLACK).as_nanos() as u64);
+    let (what, limit) = match style {
+        Style::Lock => ("lock()", None),
+        Style::TryFor(d) => ("try_lock_for()", bound(d)),
+        Style::Timeout(d) => ("timeout(lock())", bound(d)),
+        Style::Try => ("try_lock()", bound(Duration::ZERO)),
+    };
+    let c = ctx.rec.call(what, ctx.id, ctx.inc, t, limit);
     let out: Result<Result<Guard, LockError>, ()> = match (style, mode) {
         (Style::Lock, _) => {
-            let c = {
-                let mut r = ctx.rec.lock();
-                r.calls.push(Call { node: ctx.id, inc: ctx.inc, at: t, resolved: None, crashed: false });
-                r.calls.len() - 1
-            };
             let g = if mode == Mode::Read { rw.read().await } else { m.lock().await };
-            ctx.rec.lock().calls[c].resolved = Some(now());
+            // lock() never gives up: it fails only when shut down, overloaded or invalid (see its docs).
+            if let Err(e) = &g {
+                if !matches!(e, LockError::Overloaded) {
+                    let detail = format!("node {}'s lock() of {res:?} failed with {e:?}, which it never may", ctx.id);
+                    ctx.rec.violation(Kind::Liveness, now(), detail);
+                }
+            }
             Ok(g)
         }
         (Style::TryFor(d), Mode::Read) => Ok(rw.try_read_for(d).await),
@@ -123,6 +142,7 @@ async fn attempt(ctx: &AppCtx, app: usize, res: &[String], mode: Mode, style: St
         (Style::Try, _) => Ok(m.try_lock().await),
     };
     let t = now();
+    ctx.rec.returned(c, t);
     match out {
         Ok(Ok(g)) => Some(g),
         Ok(Err(e)) => {
@@ -229,13 +249,27 @@ pub(crate) async fn watch_lost(
     }
 }
 
+/// Ends hold `h` by dropping its guard (no waiting: a `Drop` may call it).
+pub(crate) fn end_by_drop(ctx: &AppCtx, app: usize, h: usize, guard: Guard) {
+    let t = now();
+    ctx.rec.lock().holds[h].end.get_or_insert(t);
+    ctx.rec.event(t, ctx.id, app, "drop", &[h as u64], || format!("hold {h}"));
+    drop(guard);
+}
+
 /// Ends hold `h`: the belief stops now; the guard is released (waiting for confirmation) or dropped.
 pub(crate) async fn end(ctx: &AppCtx, app: usize, h: usize, guard: Guard, release: bool) {
     let t = now();
     ctx.rec.lock().holds[h].end.get_or_insert(t);
     ctx.rec.event(t, ctx.id, app, if release { "release" } else { "drop" }, &[h as u64], || format!("hold {h}"));
     if release {
-        let _ = guard.release().await;
+        let c = ctx.rec.call("release()", ctx.id, ctx.inc, t, Some(RELEASE_BOUND.as_nanos() as u64));
+        let got = guard.release().await;
+        ctx.rec.returned(c, now());
+        if let Err(e) = got {
+            let detail = format!("node {}'s release() of hold {h} failed: {e}", ctx.id);
+            ctx.rec.violation(Kind::Liveness, now(), detail);
+        }
     } else {
         drop(guard);
     }
@@ -245,14 +279,25 @@ pub(crate) async fn end(ctx: &AppCtx, app: usize, h: usize, guard: Guard, releas
 /// deadline; held briefly and released.
 pub async fn probes(ctx: AppCtx, probe_at: u64, deadline: u64) {
     sleep_until(probe_at).await;
-    for i in 0..ctx.plan.resources {
-        let name = format!("r{i}");
+    // Every resource the run used: the workload's and a scenario's own.
+    let mut names: Vec<String> = (0..ctx.plan.resources).map(|i| format!("r{i}")).collect();
+    for n in ctx.rec.lock().names.iter() {
+        if !names.contains(n) {
+            names.push(n.clone());
+        }
+    }
+    // All registered at once, so the quiescence wait cannot see this host's probes "all resolved" between two.
+    let first = {
+        let mut r = ctx.rec.lock();
         let at = now();
-        let p = {
-            let mut r = ctx.rec.lock();
+        for _ in &names {
             r.probes.push(Probe { node: ctx.id, uncontended: false, deadline, resolved: None, at });
-            r.probes.len() - 1
-        };
+        }
+        r.probes.len() - names.len()
+    };
+    for (i, name) in names.into_iter().enumerate() {
+        let (at, p) = (now(), first + i);
+        ctx.rec.lock().probes[p].at = at;
         ctx.rec.event(at, ctx.id, usize::MAX, "probe", &[i as u64], || name.clone());
         let got = ctx.node.mutex([name.clone()]).lock().await;
         let t = now();

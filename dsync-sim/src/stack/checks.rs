@@ -33,12 +33,23 @@ pub fn run(rec: &Record, end: u64) -> Vec<Violation> {
     out.extend(check::exclusion::check(&holds, &rec.names, CAP));
     out.extend(check::fencing::check_token_order(&holds, &rec.names, CAP));
     out.extend(check::liveness::check(&rec.probes, end));
-    for c in rec.calls.iter().filter(|c| c.resolved.is_none() && !c.crashed).take(CAP) {
-        out.push(Violation {
-            kind: Kind::Liveness,
-            at: c.at,
-            detail: format!("a lock() call of node {} (incarnation {}) never resolved", c.node, c.inc),
-        });
+    for c in rec.calls.iter().filter(|c| !c.crashed).take(CAP) {
+        let late = match (c.resolved, c.bound) {
+            (None, _) => Some("never returned".to_string()),
+            (Some(t), Some(b)) if t - c.at > b => Some(format!(
+                "returned after {:.3}s, beyond its bound of {:.3}s",
+                (t - c.at) as f64 / 1e9,
+                b as f64 / 1e9
+            )),
+            _ => None,
+        };
+        if let Some(why) = late {
+            out.push(Violation {
+                kind: Kind::Liveness,
+                at: c.at,
+                detail: format!("a {} call of node {} (incarnation {}) {why}", c.what, c.node, c.inc),
+            });
+        }
     }
     for (node, q) in rec.queries.iter().enumerate() {
         match q {

@@ -57,6 +57,7 @@
 //! ```
 
 pub mod app;
+mod catch;
 pub mod checks;
 pub mod disk;
 pub mod faults;
@@ -71,8 +72,9 @@ pub use dsync_tokio::PlantedBug;
 pub use scenario::{Scenario, ScenarioCtx};
 
 use crate::rng::mix64;
-use crate::{Report, Stats};
+use crate::{Kind, Report, Stats};
 use app::{now, AppCtx};
+use catch::Caught;
 use dsync_tokio::engine::Engine;
 use dsync_tokio::tcp::{cluster_id, TcpConfig, TcpLink};
 use dsync_tokio::{Entropy, Node, NodeBuilder};
@@ -90,7 +92,7 @@ use std::time::Duration;
 /// How to run a seed of the stack simulator.
 #[derive(Clone, Debug)]
 pub struct StackOptions {
-    /// Cluster size (1 to 16; turmoil steps every host every millisecond, so large clusters are slow).
+    /// Cluster size, 1 to [`plan::MAX_NODES`] = 16 (clamped: turmoil steps every host every millisecond).
     pub nodes: usize,
     /// A planted bug of dsync-tokio to switch on in every node.
     pub planted_bug: Option<PlantedBug>,
@@ -104,6 +106,9 @@ impl Default for StackOptions {
     }
 }
 
+/// The nodes' acquisition attempt timeout (bounded calls are judged against it).
+pub(crate) const ATTEMPT_TIMEOUT: Duration = Duration::from_millis(300);
+
 /// The port every node listens on.
 pub const PORT: u16 = 7000;
 
@@ -114,7 +119,7 @@ pub fn run_stack_seed(seed: u64, opts: &StackOptions) -> Report {
 
 /// The plan a seed chooses (what `stack-replay` prints).
 pub fn plan_for(seed: u64, opts: &StackOptions) -> Plan {
-    plan::generate(seed, opts.nodes.clamp(1, 16))
+    plan::generate(seed, opts.nodes)
 }
 
 /// Application code a [`Scenario`] runs on every node start.
@@ -161,7 +166,7 @@ impl Times {
 fn configure(c: &mut dsync_core::Config) {
     c.lease = Duration::from_nanos(LEASE);
     c.refresh_interval = Duration::from_millis(500);
-    c.attempt_timeout = Duration::from_millis(300);
+    c.attempt_timeout = ATTEMPT_TIMEOUT;
     c.query_timeout = Duration::from_millis(500);
     c.backoff_min = Duration::from_millis(5);
     c.backoff_max = Duration::from_millis(200);
@@ -211,18 +216,24 @@ pub(crate) async fn host_main(env: HostEnv, i: usize) -> turmoil::Result {
         Ok(node) => {
             keep = Some(node.clone());
             let ctx = AppCtx { node, id: i, inc, rec: env.rec.clone(), plan: env.plan.clone(), seed: env.seed };
+            // Every task runs under `Caught`: turmoil's hosts swallow a spawned task's panic.
+            let spawn = |fut: Pin<Box<dyn Future<Output = ()>>>, what: String, kind| {
+                tokio::task::spawn_local(Caught::new(fut, env.rec.clone(), what, kind));
+            };
             if env.workload {
                 for a in 0..env.plan.apps {
-                    tokio::task::spawn_local(app::workload(ctx.clone(), a));
+                    let what = format!("node {i}'s workload task {a}");
+                    spawn(Box::pin(app::workload(ctx.clone(), a)), what, Kind::Liveness);
                 }
             }
             for (k, f) in env.apps.iter().enumerate() {
                 let sc = ScenarioCtx { app: ctx.clone(), index: k };
-                tokio::task::spawn_local(f(sc));
+                spawn(f(sc), format!("application {k} on node {i} (incarnation {inc})"), Kind::Application);
             }
             let probing = env.workload || !env.apps.is_empty();
             if probing {
-                tokio::task::spawn_local(app::probes(ctx.clone(), env.times.probe_at, env.times.deadline));
+                let probes = app::probes(ctx.clone(), env.times.probe_at, env.times.deadline);
+                spawn(Box::pin(probes), format!("node {i}'s liveness probes"), Kind::Liveness);
             }
             let expected = if probing { env.plan.nodes * env.plan.resources } else { 0 };
             tokio::task::spawn_local(quiesce_then_query(ctx, env.times, expected));

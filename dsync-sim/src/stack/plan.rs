@@ -13,6 +13,9 @@ pub const S: u64 = 1_000_000_000;
 
 /// The lease every node runs with (short, so a run sees many expiries).
 pub const LEASE: u64 = 2 * S;
+/// The largest cluster the stack simulator runs (turmoil steps every host every millisecond); larger sizes
+/// are clamped to it, and 0 to 1.
+pub const MAX_NODES: usize = 16;
 
 /// One fault, applied by the harness between turmoil steps.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -100,7 +103,7 @@ impl Plan {
 
 /// The plan `seed` chooses for `nodes` nodes.
 pub fn generate(seed: u64, nodes: usize) -> Plan {
-    let nodes = nodes.clamp(1, 64);
+    let nodes = nodes.clamp(1, MAX_NODES);
     let mut mix = Rng::new(seed, 0x57AC_0001);
     let mut r = Rng::new(seed, 0x57AC_0002);
     let heal_at = mix.range(12, 24) * S;

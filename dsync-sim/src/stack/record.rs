@@ -35,16 +35,21 @@ pub struct Hold {
     pub lost_at: Option<u64>,
 }
 
-/// A call that waits for a lock without a deadline of its own (`lock()`, `read()`, `write()`): it must
-/// resolve, unless its host crashed under it.
+/// A call into the library that must return — `lock()` (no deadline of its own), or a bounded call
+/// (`try_lock_for(d)`, `try_lock()`, `release()`) that must return within `bound` — unless its host crashed
+/// under it.
 #[derive(Clone, Debug)]
 pub struct Call {
+    /// What was called, for reports.
+    pub what: &'static str,
     /// The calling node.
     pub node: usize,
     /// Its incarnation.
     pub inc: u32,
     /// True time of the call.
     pub at: u64,
+    /// How long it may take at most, ns (`None`: no bound, it must merely return).
+    pub bound: Option<u64>,
     /// True time it returned (`Some`), or the host crashed under it (`crashed`).
     pub resolved: Option<u64>,
     /// The host crashed while it was pending.
@@ -154,6 +159,19 @@ impl Recorder {
         };
         self.event(at, node, usize::MAX, "start", &[inc as u64], || format!("incarnation {inc}"));
         inc
+    }
+
+    /// Records a call of `what` by node `node` (incarnation `inc`) at `at`; returns its index for
+    /// [`Recorder::returned`].
+    pub fn call(&self, what: &'static str, node: usize, inc: u32, at: u64, bound: Option<u64>) -> usize {
+        let mut r = self.lock();
+        r.calls.push(Call { what, node, inc, at, bound, resolved: None, crashed: false });
+        r.calls.len() - 1
+    }
+
+    /// Call `c` returned at `at`.
+    pub fn returned(&self, c: usize, at: u64) {
+        self.lock().calls[c].resolved = Some(at);
     }
 
     /// Node `node` crashed at `at`: its applications' beliefs end and its pending calls die with it.

@@ -173,22 +173,25 @@ impl ScenarioCtx {
     pub fn hold(&self, guard: Guard, resources: &[&str]) -> Held {
         let res: Vec<String> = resources.iter().map(|s| s.to_string()).collect();
         let h = app::begin(&self.app, 1000 + self.index, &guard, &res, guard.mode());
-        Held { ctx: self.app.clone(), app: 1000 + self.index, h, guard }
+        Held { ctx: self.app.clone(), app: 1000 + self.index, h, guard: Some(guard) }
     }
 }
 
-/// A guard whose hold the checkers know about; see [`ScenarioCtx::hold`].
+/// A guard whose hold the checkers know about; see [`ScenarioCtx::hold`]. Dropping it ends the belief and
+/// drops the guard (dsync releases it in the background), as dropping a `Guard` does; [`Held::release`]
+/// releases it explicitly and waits for the confirmations.
 pub struct Held {
     ctx: AppCtx,
     app: usize,
     h: usize,
-    guard: Guard,
+    /// `None` once released.
+    guard: Option<Guard>,
 }
 
 impl Held {
     /// The guard.
     pub fn guard(&self) -> &Guard {
-        &self.guard
+        self.guard.as_ref().expect("a Held always has its guard until it is consumed")
     }
 
     /// Writes the guard's fencing token to the fenced register of every resource held; whether every write
@@ -200,19 +203,29 @@ impl Held {
     /// Works for `d` unless the lease is lost first; returns whether it was lost (the belief ends then).
     pub async fn work(&self, d: Duration) -> bool {
         let frozen = Cell::new(false);
-        app::watch_lost(&self.ctx, self.app, self.h, &self.guard, &frozen, tokio::time::sleep(d)).await;
-        self.guard.is_lost()
+        app::watch_lost(&self.ctx, self.app, self.h, self.guard(), &frozen, tokio::time::sleep(d)).await;
+        self.guard().is_lost()
     }
 
     /// A GC-like pause of `d`: the application cannot react to `lost()` meanwhile.
     pub async fn freeze(&self, d: Duration) {
         let frozen = Cell::new(true);
-        app::watch_lost(&self.ctx, self.app, self.h, &self.guard, &frozen, tokio::time::sleep(d)).await;
+        app::watch_lost(&self.ctx, self.app, self.h, self.guard(), &frozen, tokio::time::sleep(d)).await;
     }
 
-    /// Ends the hold and releases the lock (waiting for the confirmations).
-    pub async fn release(self) {
-        app::end(&self.ctx, self.app, self.h, self.guard, true).await;
+    /// Ends the hold and releases the lock (waiting for the confirmations; a failed release is a violation).
+    pub async fn release(mut self) {
+        if let Some(guard) = self.guard.take() {
+            app::end(&self.ctx, self.app, self.h, guard, true).await;
+        }
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        if let Some(guard) = self.guard.take() {
+            app::end_by_drop(&self.ctx, self.app, self.h, guard);
+        }
     }
 }
 
