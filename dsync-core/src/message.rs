@@ -170,6 +170,12 @@ pub enum Message {
         /// `false` when the list did not fit one message: the answer cannot end a quarantine.
         complete: bool,
     },
+    /// Locker → the owner of a grant it removed because of a [`Message::ForceUnlock`]: the grant
+    /// `(recipient, uid)` is gone, stop counting it (PROTOCOL.md §6.8). It can only make the holder lose sooner.
+    Revoked {
+        /// The removed grant's attempt.
+        uid: u64,
+    },
 }
 
 impl Message {
@@ -192,6 +198,7 @@ impl Message {
             Message::FloorReply { .. } => "floor-reply",
             Message::Rejoin { .. } => "rejoin",
             Message::RejoinReply { .. } => "rejoin-reply",
+            Message::Revoked { .. } => "revoked",
         }
     }
 }

@@ -393,6 +393,7 @@ impl Node {
                 io.send(from, rejoin::reply(qid, holds, cfg.limits.max_message_size));
             }
             Message::RejoinReply { qid, holds, complete } => self.rejoin.on_reply(from, qid, holds, complete, io),
+            Message::Revoked { uid } => self.coord.on_revoked(from, uid, now, cfg, locker, io),
         }
     }
 

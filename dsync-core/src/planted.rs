@@ -51,11 +51,13 @@ pub enum PlantedBug {
     RejoinCountsStaleReplies,
     /// A rejoining node ends its quarantine once a write quorum (not every peer) answered.
     RejoinOnQuorum,
+    /// The coordinator ignores `Revoked`: a force-unlocked holder learns only at its next refresh.
+    RevocationIgnored,
 }
 
 impl PlantedBug {
     /// Every planted bug.
-    pub const ALL: [PlantedBug; 16] = [
+    pub const ALL: [PlantedBug; 17] = [
         PlantedBug::WriteQuorumTooSmall,
         PlantedBug::ReadQuorumTooSmall,
         PlantedBug::NoRestartQuarantine,
@@ -72,6 +74,7 @@ impl PlantedBug {
         PlantedBug::RejoinWithoutReinstall,
         PlantedBug::RejoinCountsStaleReplies,
         PlantedBug::RejoinOnQuorum,
+        PlantedBug::RevocationIgnored,
     ];
 
     /// The command-line name.
@@ -94,6 +97,7 @@ impl PlantedBug {
             PlantedBug::RejoinWithoutReinstall => "rejoin-without-reinstall",
             PlantedBug::RejoinCountsStaleReplies => "rejoin-counts-stale-replies",
             PlantedBug::RejoinOnQuorum => "rejoin-on-quorum",
+            PlantedBug::RevocationIgnored => "revocation-ignored",
         }
     }
 

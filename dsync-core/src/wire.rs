@@ -170,6 +170,13 @@ mod tests {
     }
 
     #[test]
+    fn round_trips_a_revocation() {
+        for m in [Message::Revoked { uid: 0 }, Message::Revoked { uid: u64::MAX }] {
+            assert_eq!(decode(&encode(&m), 1024), Ok(m));
+        }
+    }
+
+    #[test]
     fn version_one_envelopes_are_refused() {
         let mut bytes = encode(&lock());
         bytes[0] = 1;

@@ -608,29 +608,126 @@ fn a_holder_query_merges_every_nodes_entries() {
     assert_eq!((entries[0].resource.as_str(), entries[0].owner), ("y", 1));
 }
 
+/// The fallback of §6.8: when no `Revoked` reaches a holder (lost on the way, and the command did not reach the
+/// holder's own locker either), it learns at its next refresh, as before.
 #[test]
-fn force_unlock_by_resource_or_uid_removes_grants_and_the_holder_loses_at_its_next_refresh() {
+fn force_unlock_by_resource_or_uid_removes_grants_and_an_unreached_holder_loses_at_its_next_refresh() {
     let mut c = Cluster::new(3, |_| {});
     let a = c.lock(0, W, &["x"], None);
     let b = c.lock(1, R, &["y"], None);
     c.settle();
     c.run_for(secs(1));
     let ib = c.node(1).lock_info(b).unwrap();
+    // The network loses every `Revoked`, and the command to the holders' own nodes.
+    let lossy = |c: &mut Cluster| {
+        let unreached = |m: &Msg| match &m.message {
+            Message::ForceUnlock { target: ForceTarget::Resource(_), .. } => m.to == 0,
+            Message::ForceUnlock { target: ForceTarget::Uid { .. }, .. } => m.to == 1,
+            _ => false,
+        };
+        drop(hold(c, |m| matches!(m.message, Message::Revoked { .. }) || unreached(m)))
+    };
 
-    let q = c.with_node(2, |n, now| n.force_unlock(now, ForceTarget::Resource("x".into()))).unwrap();
-    c.settle();
-    assert_eq!(c.events[2].last().unwrap().1, Event::ForceUnlocked { query: q, removed: 3, answered: NodeSet::all(3) });
-    let q = c.with_node(2, |n, now| n.force_unlock(now, ForceTarget::Uid { owner: 1, uid: ib.uid })).unwrap();
-    c.settle();
-    assert_eq!(c.events[2].last().unwrap().1, Event::ForceUnlocked { query: q, removed: 3, answered: NodeSet::all(3) });
-    assert_eq!(c.total_grants(), 0);
-
-    assert!(c.is_valid(0, a) && c.is_valid(1, b), "holders learn only at their next refresh");
+    c.with_node(2, |n, now| n.force_unlock(now, ForceTarget::Resource("x".into()))).unwrap();
+    c.with_node(2, |n, now| n.force_unlock(now, ForceTarget::Uid { owner: 1, uid: ib.uid })).unwrap();
+    while !c.inflight.is_empty() {
+        lossy(&mut c);
+        c.deliver_at(0);
+    }
+    assert_eq!(c.total_grants(), 2, "only the holders' own lockers still hold their grants");
+    assert!(c.is_valid(0, a) && c.is_valid(1, b), "not told: holders learn only at their next refresh");
     c.run_for(secs(10));
     assert!(c.lost(0, a).is_some() && c.lost(1, b).is_some());
     assert!(!c.is_valid(0, a) && !c.is_valid(1, b));
     let refresh = c.cfgs[0].refresh_interval;
     assert!(c.lost(0, a).unwrap() <= Instant::ZERO + refresh + ms(1));
+    assert_eq!(c.total_grants(), 0);
+}
+
+/// Delivers the messages in flight now (not those sent in answer); returns how many.
+fn deliver_wave(c: &mut Cluster) -> usize {
+    let wave = c.inflight.len();
+    for _ in 0..wave {
+        c.deliver_at(0);
+    }
+    wave
+}
+
+/// A force-unlock: node 2 removes node 0's write lock on "x" and node 1's read lock on "y" (by uid). Returns
+/// the cluster after the given number of message waves (no time passes), and the two locks.
+fn force_two_holders(bug: Option<dsync_core::PlantedBug>) -> (Cluster, dsync_core::LockId, dsync_core::LockId) {
+    let mut c = Cluster::new(3, |cfg| cfg.planted_bug = bug);
+    let a = c.lock(0, W, &["x"], None);
+    let b = c.lock(1, R, &["y"], None);
+    c.settle();
+    c.run_for(secs(1));
+    let ib = c.node(1).lock_info(b).unwrap();
+    c.with_node(2, |n, now| n.force_unlock(now, ForceTarget::Resource("x".into()))).unwrap();
+    c.with_node(2, |n, now| n.force_unlock(now, ForceTarget::Uid { owner: 1, uid: ib.uid })).unwrap();
+    (c, a, b)
+}
+
+/// §6.8: the holder is told `Lost` one round trip after the force-unlock (the `ForceUnlock` out, the
+/// `Revoked` back), as the administrator gets its answers — not at its next refresh.
+#[test]
+fn a_force_unlocked_holder_is_told_lost_one_round_trip_later() {
+    let (mut c, a, b) = force_two_holders(None);
+    let forced_at = c.now;
+    // Wave 1: the `ForceUnlock`s reach nodes 0 and 1, and node 2's own locker's `Revoked`s reach the holders.
+    assert!(deliver_wave(&mut c) > 0);
+    assert!(c.is_valid(0, a) || c.lost(0, a).is_some());
+    // Wave 2: the other lockers' `Revoked`s (and the replies to the administrator).
+    deliver_wave(&mut c);
+    assert_eq!(c.lost(0, a), Some(forced_at), "the writer is told at once");
+    assert_eq!(c.lost(1, b), Some(forced_at), "the reader is told at once");
+    assert!(!c.is_valid(0, a) && !c.is_valid(1, b));
+    c.settle();
+    assert!(c.node(0).counters().lost == 1 && c.node(1).counters().lost == 1);
+    assert_eq!(c.total_grants(), 0);
+    // Another writer can have "x" at once, and the old holder no longer believes it.
+    let d = c.lock(1, W, &["x"], None);
+    c.settle();
+    assert!(c.acquired(1, d).is_some());
+    c.assert_safe();
+}
+
+/// The same force-unlock with `Revoked` ignored (planted bug `revocation-ignored`): both holders go on
+/// believing until their next refresh finds the grants gone.
+#[cfg(feature = "planted-bugs")]
+#[test]
+fn ignoring_revoked_keeps_a_force_unlocked_holder_believing_until_its_next_refresh() {
+    let (mut c, a, b) = force_two_holders(Some(dsync_core::PlantedBug::RevocationIgnored));
+    c.settle();
+    assert!(c.is_valid(0, a) && c.is_valid(1, b), "the bug: told, but still believing");
+    assert_eq!(c.total_grants(), 0);
+    c.run_for(secs(10));
+    assert!(c.lost(0, a).is_some() && c.lost(1, b).is_some(), "the refresh path still ends it");
+}
+
+/// An attempt in flight when a force-unlock removes its grants does not count them: a grant reply that left
+/// a locker before the removal arrives after its `Revoked` and is released, not used.
+#[test]
+fn an_attempt_does_not_count_a_grant_revoked_while_its_reply_was_on_the_way() {
+    let mut c = Cluster::new(3, |_| {});
+    c.settle();
+    let a = c.lock(0, W, &["x"], None);
+    let is_grant = |m: &Msg| matches!(m.message, Message::LockReply { outcome: Outcome::Granted, .. });
+    let mut replies = Vec::new();
+    for _ in 0..4 {
+        c.deliver_at(0);
+        replies.extend(hold(&mut c, |m| m.to == 0 && is_grant(m)));
+    }
+    assert_eq!(replies.len(), 2, "nodes 1 and 2 granted; their replies are on the way");
+    c.with_node(1, |n, now| n.force_unlock(now, ForceTarget::Resource("x".into()))).unwrap();
+    // Every `Revoked` arrives first; then the grants that no locker holds any more.
+    c.deliver_all();
+    c.inflight.extend(replies);
+    c.deliver_all();
+    assert_eq!(c.acquired(0, a), None, "the attempt counted grants a force-unlock had removed");
+    assert_eq!(c.total_grants(), 0, "nothing is left behind");
+    c.run_for(secs(2));
+    assert!(c.acquired(0, a).is_some(), "a later attempt acquires");
+    c.assert_safe();
 }
 
 // ----- limits -----

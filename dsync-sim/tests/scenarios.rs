@@ -268,14 +268,17 @@ fn a_clock_jump_steps_a_crashed_nodes_machine_clock() {
     assert!(w.finish().is_empty(), "{:?}", w.violations());
 }
 
-/// Node 0 holds "x"; an operator on node 1 force-unlocks it, and node 2 gets "x" at once, while node 0
-/// still trusts its lock until its next refresh tells it the lock is lost. Force-unlock voids the
-/// guarantees of what it removes, so that overlap is not a mutual-exclusion violation; the checkers still
-/// see everything after it.
+/// Node 0 holds "x"; an operator on node 1 force-unlocks it, and node 2 gets "x" at once, while node 0 —
+/// which neither the command nor any `Revoked` reaches (a one-way cut into it) — still trusts its lock until
+/// its next refresh tells it the lock is lost. Force-unlock voids the guarantees of what it removes, so that
+/// overlap is not a mutual-exclusion violation; the checkers still see everything after it.
 #[test]
 fn a_force_unlock_voids_the_lock_it_removes_until_its_holder_learns_lost() {
     let mut w = World::new(Swarm::calm(3), 26, WorldOptions::default());
     let a = w.add_request(Request::write(0, 10 * MS, "x", 10 * S));
+    let cut = Fault::Partition { side: 0b110, one_way: true };
+    w.add_fault(FaultEvent { at: 290 * MS, fault: cut }).unwrap();
+    w.add_fault(FaultEvent { at: 400 * MS, fault: Fault::Heal }).unwrap();
     let force = Fault::ForceUnlock { node: 1, resource: "x".into() };
     w.add_fault(FaultEvent { at: 300 * MS, fault: force }).unwrap();
     let b = w.add_request(Request::write(2, 310 * MS, "x", 100 * MS));
@@ -290,4 +293,29 @@ fn a_force_unlock_voids_the_lock_it_removes_until_its_holder_learns_lost() {
     assert!(h0.valid_at(start2), "node 0 still believed its lock when node 2 got it (the overlap)");
     assert!(!h0.trusted_at(start2) && h2.voided.is_none());
     assert!(w.finish().is_empty(), "{:?}", w.violations());
+}
+
+/// Node 0 holds "x"; node 2 force-unlocks it at 1 s (PROTOCOL.md §6.8). Returns the world after the run
+/// and the holder's request.
+fn forced_holder(bug: Option<PlantedBug>) -> (World, usize) {
+    let mut w = World::new(Swarm::calm(3), 1, WorldOptions { planted_bug: bug, ..Default::default() });
+    let holder = w.add_request(Request::write(0, 10 * MS, "x", Request::UNTIL_RELEASED));
+    w.add_fault(FaultEvent { at: S, fault: Fault::ForceUnlock { node: 2, resource: "x".into() } }).unwrap();
+    w.run_until(3 * S);
+    (w, holder)
+}
+
+#[test]
+fn a_force_unlocked_holder_is_told_lost_within_a_round_trip() {
+    let (mut w, holder) = forced_holder(None);
+    let RequestOutcome::Lost { at, .. } = w.outcome(holder) else { panic!("{:?}", w.outcome(holder)) };
+    // Two hops of at most 2 ms each on the calm network; the refresh would come up to 600 ms later.
+    assert!((S..S + 5 * MS).contains(&at), "lost at {:.6}s", at as f64 / 1e9);
+    let v = w.finish().to_vec();
+    assert!(v.is_empty(), "{v:?}");
+    // The check is sharp: a holder that ignores `Revoked` believes on until its next refresh.
+    let (mut bad, holder) = forced_holder(Some(PlantedBug::RevocationIgnored));
+    let RequestOutcome::Lost { at, .. } = bad.outcome(holder) else { panic!("{:?}", bad.outcome(holder)) };
+    assert!(at > S + 5 * MS, "lost at {:.6}s", at as f64 / 1e9);
+    assert!(bad.finish().iter().any(|v| v.kind == Kind::Revocation), "the planted bug went unnoticed");
 }

@@ -28,6 +28,7 @@ use alloc::vec::Vec;
 mod refresh;
 mod rejoin;
 mod release;
+mod revoke;
 mod round;
 
 /// A held lock as its application sees it.
@@ -89,6 +90,8 @@ struct Held {
     next_refresh: Instant,
     seq: u32,
     refresh: Option<RefreshRound>,
+    /// Lockers that told us a force-unlock removed the grant (PROTOCOL.md §6.8): never counted again.
+    revoked: NodeSet,
 }
 
 #[derive(Debug)]

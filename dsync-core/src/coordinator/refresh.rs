@@ -51,9 +51,10 @@ impl Coordinator {
             sent_at: now,
             timeout_at: now + cfg.attempt_timeout,
             ok: NodeSet::EMPTY,
-            missing: io.down,
-            not_held: NodeSet::EMPTY,
-            ignore: NodeSet::EMPTY,
+            // A locker that revoked the grant (§6.8) cannot confirm it: its replies are not counted.
+            missing: io.down.union(h.revoked),
+            not_held: h.revoked,
+            ignore: h.revoked,
         });
         io.send_to(io.reachable(), Message::Refresh { uid: h.uid, seq: h.seq });
         self.check_refresh(id, now, cfg, io);

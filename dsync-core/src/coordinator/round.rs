@@ -64,6 +64,10 @@ impl Coordinator {
                 }
                 self.check_round(id, now, cfg, locker, io);
             }
+            Phase::Held(h) if h.uid == uid && h.revoked.contains(from) => {
+                // A re-grant after a force-unlock revoked this locker's grant (§6.8): never counted again.
+                self.late_grant(from, uid, granted, cfg, io);
+            }
             Phase::Held(h) if h.uid == uid => {
                 if granted {
                     h.grantors.insert(from); // a late grant joins the lock and is released with it
@@ -148,6 +152,7 @@ impl Coordinator {
                 next_refresh: r.sent_at + cfg.refresh_interval,
                 seq: 0,
                 refresh: None,
+                revoked: NodeSet::EMPTY,
             });
             self.pending -= 1;
             io.counters.acquired += 1;

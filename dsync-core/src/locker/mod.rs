@@ -294,7 +294,14 @@ impl Locker {
                 .unwrap_or_default(),
             ForceTarget::Uid { owner, uid } => alloc::vec![(*owner, *uid)],
         };
-        let removed = keys.into_iter().filter(|k| self.remove(*k, now, io, true)).count() as u32;
+        let mut removed = 0u32;
+        for key in keys {
+            if self.remove(key, now, io, true) {
+                removed += 1;
+                // Tell the owner at once (PROTOCOL.md §6.8): its holder stops counting this grant.
+                io.send(key.0, Message::Revoked { uid: key.1 });
+            }
+        }
         io.send(from, Message::ForceUnlockReply { qid, removed });
     }
 

@@ -6,6 +6,7 @@ pub mod fencing;
 pub mod holders;
 pub mod leaks;
 pub mod liveness;
+pub mod revocation;
 
 use dsync_core::Mode;
 use std::fmt;
@@ -90,6 +91,10 @@ pub enum Kind {
     /// Application code the simulator ran for a user (a stack scenario's app) panicked: one of its own
     /// assertions failed, or a call it relied on misbehaved.
     Application,
+    /// A holder whose lock a force-unlock voided still believed it a few network latencies after every
+    /// locker had answered the administrator, though nothing disturbed the network around it (PROTOCOL.md
+    /// §6.8: the lockers tell the holder at once).
+    Revocation,
 }
 
 impl Kind {
@@ -98,7 +103,8 @@ impl Kind {
     /// holders trust them by their own clocks), and so a fenced write rejected while its holder trusted its
     /// lock. Token order (lockers' marks and floors, no clocks), leaks, late grants kept and holder queries
     /// do not; nor does liveness, which the checker judges in true time with deadlines drawn within the
-    /// bound.
+    /// bound; nor does revocation, a matter of messages and their latencies in true time (a holder loses on
+    /// a `Revoked` or a refresh round it starts at once, whatever its clock says).
     pub fn depends_on_drift_bound(self) -> bool {
         matches!(self, Kind::Exclusion | Kind::FencedWriteRejected)
     }

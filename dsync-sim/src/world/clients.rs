@@ -4,6 +4,7 @@
 //! hold's true-time belief intervals here, for the checkers.
 
 use super::{Ev, World};
+use crate::check::revocation::ForceRecord;
 use crate::check::HoldRecord;
 use crate::check::Kind;
 use crate::trace::Tag;
@@ -264,8 +265,33 @@ impl World {
         self.void_resource(&resource);
         let n = self.slots[node].node.as_mut().expect("live");
         // Refused only when too many queries are in flight: then nothing was sent.
-        let _ = n.force_unlock(local, ForceTarget::Resource(resource));
+        let Ok(q) = n.force_unlock(local, ForceTarget::Resource(resource.clone())) else {
+            self.after_step(node);
+            return;
+        };
+        // For the revocation checker: the holds on the resource now, and the answers as they come (the
+        // issuing node's own locker answered already, without a message).
+        let id = self.name_ids.get(&resource).copied();
+        let holds = self
+            .slots
+            .iter()
+            .flat_map(|s| s.locks.values())
+            .filter_map(|c| c.held.filter(|_| id.is_some_and(|r| c.res.contains(&r))));
+        let holds: Vec<usize> = holds.filter(|&h| self.holds[h].open).collect();
+        let mut replied = vec![None; self.swarm.nodes];
+        replied[node] = Some(self.now);
+        let (inc, at) = (self.slots[node].inc, self.now);
+        self.forces.push(ForceRecord { admin: node, inc, qid: q.0, resource, at, replied, holds });
         self.after_step(node);
+    }
+
+    /// Locker `from` answered force-unlock `qid` of the administrator on `admin`.
+    pub(super) fn force_answered(&mut self, admin: usize, from: usize, qid: u64) {
+        let inc = self.slots[admin].inc;
+        let now = self.now;
+        if let Some(f) = self.forces.iter_mut().rev().find(|f| f.admin == admin && f.inc == inc && f.qid == qid) {
+            f.replied[from].get_or_insert(now);
+        }
     }
 
     /// The holder checks validity, may be paused (GC) right after the check, then writes. The pause is
@@ -296,6 +322,7 @@ impl World {
             let until = self.now.saturating_add(pause);
             let s = &mut self.slots[node];
             s.paused_until = s.paused_until.max(until);
+            self.disturb.fault(node, self.now, until);
             self.push(until, Ev::WriteLand { hold: h });
         } else {
             self.write_land(h);

@@ -28,14 +28,17 @@ impl World {
                 if self.slots[node].node.is_some() {
                     let s = &mut self.slots[node];
                     s.paused_until = s.paused_until.max(self.now.saturating_add(dur));
+                    self.disturb.fault(node, self.now, self.now.saturating_add(dur));
                 }
             }
             Fault::Partition { side, one_way } => {
                 self.net.partition(side, one_way);
+                self.disturb.partition(self.now);
                 self.detector.links_changed(&mut self.seq, self.now);
             }
             Fault::Heal => {
                 self.net.heal_partitions();
+                self.disturb.partitions_healed(self.now);
                 self.detector.links_changed(&mut self.seq, self.now);
             }
             Fault::ClockJump { node, by } => {
@@ -45,8 +48,14 @@ impl World {
                 }
             }
             Fault::ForceUnlock { node, resource } => self.force_unlock(node, resource),
-            Fault::Clog { from, to } => self.net.set_clog(from, to, true),
-            Fault::Unclog { from, to } => self.net.unclog(&mut self.rng, &mut self.seq, self.now, from, to),
+            Fault::Clog { from, to } => {
+                self.net.set_clog(from, to, true);
+                self.disturb.clog(from, to, self.now);
+            }
+            Fault::Unclog { from, to } => {
+                self.net.unclog(&mut self.rng, &mut self.seq, self.now, from, to);
+                self.disturb.unclog(from, to, self.now);
+            }
         }
     }
 
@@ -57,6 +66,7 @@ impl World {
             return;
         }
         self.stats.crashes += 1;
+        self.disturb.fault(node, self.now, self.now);
         let locks = std::mem::take(&mut self.slots[node].locks);
         for c in locks.into_values() {
             if let Some(h) = c.held {
@@ -106,6 +116,7 @@ impl World {
         if self.trace.logging() {
             self.trace.log(self.now, format!("node{node} starts as {start:?}"));
         }
+        self.disturb.fault(node, self.now, self.now);
         let local = self.local_now(node);
         let s = &mut self.slots[node];
         s.inc = inc;

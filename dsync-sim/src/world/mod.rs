@@ -20,6 +20,7 @@ pub use phases::Phase;
 use crate::check::fencing::Register;
 use crate::check::leaks::OwedReleases;
 use crate::check::liveness::Probe;
+use crate::check::revocation::{Disturbances, ForceRecord};
 use crate::check::{HoldRecord, Kind, Violation};
 use crate::clock::Clock;
 use crate::detector::{Detector, Notice};
@@ -164,6 +165,9 @@ pub struct World {
     /// Some node has served (so grants may exist): from then on the cluster has history.
     history: bool,
     owed: OwedReleases,
+    /// Force-unlocks issued, and what disturbed the network when (for the revocation checker).
+    forces: Vec<ForceRecord>,
+    disturb: Disturbances,
     violations: Vec<Violation>,
     trace: Trace,
     events: u64,
@@ -204,6 +208,8 @@ impl World {
             quorum_serving: true,
             history: false,
             owed: OwedReleases::default(),
+            forces: Vec::new(),
+            disturb: Disturbances::new(n),
             violations: Vec::new(),
             trace: Trace::new(opts.log),
             events: 0,

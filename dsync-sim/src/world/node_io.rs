@@ -17,20 +17,27 @@ impl World {
         self.stats.sent += 1;
         if !self.net.send(&mut self.rng, &mut self.seq, self.now, from, to, msg) {
             self.stats.dropped += 1;
+            self.disturb.message(from, to, self.now, self.now);
         }
     }
 
     pub(super) fn deliver(&mut self, p: Packet) {
+        let (from, to, sent) = (p.from, p.to, p.sent);
         if self.slots[p.to].node.is_none() {
             self.stats.dropped += 1;
+            self.disturb.message(from, to, sent, self.now);
             return;
         }
         let p = match self.net.admit(p) {
             Arrival::Blocked => {
                 self.stats.dropped += 1;
+                self.disturb.message(from, to, sent, self.now);
                 return;
             }
-            Arrival::Held => return,
+            Arrival::Held => {
+                self.disturb.message(from, to, sent, self.now);
+                return;
+            }
             Arrival::Arrived(p) => p,
         };
         if self.paused(p.to) {
@@ -40,6 +47,9 @@ impl World {
         }
         let Packet { from, to, sent, mut msg } = p;
         self.delivered += 1;
+        if self.now - sent > self.usual_latency(to) {
+            self.disturb.message(from, to, sent, self.now); // the tail, a pause, or behind a slow one (FIFO)
+        }
         if self.opts.wire_every > 0 && self.delivered.is_multiple_of(self.opts.wire_every as u64) {
             let bytes = encode(&msg);
             self.trace.mix_bytes(&bytes);
@@ -62,6 +72,9 @@ impl World {
             let r = r.clone();
             self.void_resource(&r);
         }
+        if let Message::ForceUnlockReply { qid, .. } = msg {
+            self.force_answered(to, from, qid);
+        }
         self.trace.record(self.now, Tag::Deliver, &[from as u64, to as u64]);
         self.trace.mix_bytes(msg.kind().as_bytes());
         if self.trace.logging() {
@@ -70,6 +83,14 @@ impl World {
         let local = self.local_now(to);
         self.slots[to].node.as_mut().expect("live").handle_message(local, from, msg);
         self.after_step(to);
+    }
+
+    /// The slowest one-way latency of a message into `to` that took neither the tail nor a detour (the
+    /// swarm's parameters: healing turns the tail off but keeps these), plus a microsecond.
+    pub(super) fn usual_latency(&self, to: usize) -> u64 {
+        let p = &self.swarm.net;
+        let slow = if p.slow_to == Some(to) { p.slow_extra } else { 0 };
+        p.lat_typ.max(p.lat_min) + slow + 1_000
     }
 
     /// The embedder's floor write for incarnation `inc` completed: the floor is durable now.

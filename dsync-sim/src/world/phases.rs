@@ -77,6 +77,7 @@ impl World {
 
     fn heal(&mut self) {
         self.net.heal(&mut self.rng, &mut self.seq, self.now);
+        self.disturb.heal_all(self.now);
         for i in 0..self.swarm.nodes {
             self.slots[i].paused_until = self.slots[i].paused_until.min(self.now);
             if self.slots[i].node.is_none() {
@@ -217,6 +218,14 @@ impl World {
         self.violations.extend(check::liveness::check(&self.probes, self.stopped_at));
         self.violations.extend(check::exclusion::check(&self.holds, &self.names, cap));
         self.violations.extend(check::fencing::check_token_order(&self.holds, &self.names, cap));
+        let net = &self.swarm.net;
+        let bounds = check::revocation::Bounds {
+            lat: net.lat_typ.max(net.lat_min),
+            slow: net.slow_to.filter(|_| net.slow_extra > 0).map(|s| (s, net.slow_extra)),
+            fault_lookback: self.swarm.detect_delay + 300 * MS,
+            message_lookback: 300 * MS,
+        };
+        self.violations.extend(check::revocation::check(&self.forces, &self.holds, &self.disturb, &bounds, cap));
         self.violations.sort_by_key(|v| (v.at, v.kind));
     }
 }

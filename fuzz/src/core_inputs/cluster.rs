@@ -321,9 +321,10 @@ fn remember(seen: &mut Vec<u64>, msg: &Message) {
             push(*uid);
             push(*mark);
         }
-        Message::Refresh { uid, .. } | Message::RefreshReply { uid, .. } | Message::UnlockReply { uid, .. } => {
-            push(*uid)
-        }
+        Message::Refresh { uid, .. }
+        | Message::RefreshReply { uid, .. }
+        | Message::UnlockReply { uid, .. }
+        | Message::Revoked { uid } => push(*uid),
         Message::Unlock { uid, ticket, .. } => {
             push(*uid);
             if let Some(t) = ticket {

@@ -248,6 +248,9 @@ pub enum Forged {
         holds: Vec<(Pick, Pick, bool, Pick, u8)>,
         complete: bool,
     },
+    Revoked {
+        uid: Pick,
+    },
 }
 
 fn name(i: u8) -> String {
@@ -332,6 +335,7 @@ impl Forged {
                     .collect(),
                 complete: *complete,
             },
+            Forged::Revoked { uid } => Message::Revoked { uid: p(uid) },
         }
     }
 }
@@ -352,6 +356,7 @@ impl Tweak {
             (Message::Refresh { seq, .. } | Message::RefreshReply { seq, .. }, Tweak::Seq(s)) => *seq = s,
             (Message::RefreshReply { held, .. }, Tweak::Flip) => *held = !*held,
             (Message::Unlock { uid, .. } | Message::UnlockReply { uid, .. }, Tweak::Uid(x)) => *uid = x.get(seen),
+            (Message::Revoked { uid }, Tweak::Uid(x)) => *uid = x.get(seen),
             (Message::Unlock { ticket, .. }, Tweak::Ticket(x)) => *ticket = Some(x.get(seen)),
             (Message::Unlock { reply, .. }, Tweak::Flip) => *reply = !*reply,
             (Message::UnlockReply { removed, .. }, Tweak::Flip) => *removed = !*removed,
