@@ -200,7 +200,7 @@ fn table(json: &Value) -> String {
             )
         })
         .collect();
-    rows.sort_by(|a, b| b.0.cmp(&a.0));
+    rows.sort_by_key(|r| std::cmp::Reverse(r.0));
     let header = ["RESOURCE", "MODE", "OWNER", "UID", "TOKEN", "AGE", "GRANTED BY"].map(String::from);
     let mut widths = header.clone().map(|h| h.len());
     for (_, r) in &rows {
