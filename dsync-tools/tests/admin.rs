@@ -243,7 +243,9 @@ fn an_operator_watches_a_cluster_form_lists_its_locks_and_force_unlocks_one() {
         (h["resource"].as_str(), h["mode"].as_str(), h["owner"].as_u64()),
         (Some("hot"), Some("write"), Some(2))
     );
-    assert_eq!(h["granted_by"], serde_json::json!([0, 1, 2]), "{r:?}");
+    // Granted by a write quorum at least (the third node may have connected after the grant).
+    let granted_by: Vec<String> = h["granted_by"].as_array().unwrap().iter().map(|n| n.to_string()).collect();
+    assert!(granted_by.len() >= 2, "{r:?}");
     let token = h["token"].as_u64().unwrap();
     assert!(h["uid"].is_u64() && h["age_ms"].is_u64(), "{r:?}");
     let o = admin_cli(n0.admin, Some(&token_file), &["locks"]);
@@ -256,12 +258,13 @@ fn an_operator_watches_a_cluster_form_lists_its_locks_and_force_unlocks_one() {
         "{out}"
     );
     let row: Vec<&str> = lines.find(|l| l.starts_with("hot ")).expect("a row for hot").split_whitespace().collect();
-    assert_eq!((row[1], row[2], row[4], row[6]), ("write", "2", &*token.to_string(), "0,1,2"), "{out}");
+    assert_eq!((row[1], row[2], row[4], row[6]), ("write", "2", &*token.to_string(), &*granted_by.join(",")), "{out}");
 
     // Force-unlock it through node 1: removed everywhere; the holder is told and takes it again.
     let o = admin_cli(n1.admin, Some(&token_file), &["force-unlock", "--resource", "hot"]);
     assert!(o.status.success(), "{}", text(&o));
-    assert!(text(&o).contains("removed 3 grant(s)"), "{}", text(&o));
+    let removed = format!("removed {} grant(s)", granted_by.len());
+    assert!(text(&o).contains(&removed), "{}", text(&o));
     eventually("node 2 is told its lock is lost and takes it again", || {
         (metric(n2.admin, "dsync_lost_total") > lost && metric(n2.admin, "dsync_acquired_total") > acquired)
             .then_some(())
@@ -279,8 +282,9 @@ fn an_operator_watches_a_cluster_form_lists_its_locks_and_force_unlocks_one() {
         .cloned()
         .expect("hot is held");
     let (owner, uid) = (h["owner"].to_string(), h["uid"].to_string());
+    let removed = format!("removed {} grant(s)", h["granted_by"].as_array().unwrap().len());
     let o = admin_cli(n0.admin, Some(&token_file), &["force-unlock", "--owner", &owner, "--uid", &uid]);
-    assert!(o.status.success() && text(&o).contains("removed 3 grant(s)"), "{}", text(&o));
+    assert!(o.status.success() && text(&o).contains(&removed), "{}", text(&o));
     drop((n0, n1, n2));
     let _ = std::fs::remove_dir_all(&state);
 }
