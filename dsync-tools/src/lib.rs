@@ -1,7 +1,9 @@
-//! What dsync's tools share: log output and the `--transport` choice.
+//! What dsync's tools share: log output, the `--transport` choice, secret files, and the admin endpoint.
 //!
-//! The tools themselves are the `dsync-node` binary (`src/bin/dsync-node.rs`) and the examples `bench`,
-//! `floor`, `cluster` and `compare` (the last behind feature `compare`); see the crate's README.
+//! The tools themselves are the `dsync-node` and `dsync-admin` binaries (`src/bin/`) and the examples
+//! `bench`, `floor`, `cluster` and `compare` (the last behind feature `compare`); see the crate's README.
+
+pub mod admin;
 
 use std::io::IsTerminal;
 
@@ -33,4 +35,11 @@ impl Transport {
             Transport::Quic => "quic",
         }
     }
+}
+
+/// A secret or token file's content with one trailing line break removed, so `echo secret > F` matches
+/// `--secret secret`.
+pub fn secret_from_file(bytes: &[u8]) -> Vec<u8> {
+    let s = bytes.strip_suffix(b"\n").unwrap_or(bytes);
+    s.strip_suffix(b"\r").unwrap_or(s).to_vec()
 }

@@ -16,7 +16,17 @@ fn help_exits_zero_and_explains_the_safe_defaults() {
     let o = node(&["--help"]);
     assert!(o.status.success(), "{}", text(&o));
     let help = String::from_utf8_lossy(&o.stdout);
-    for needle in ["--state-dir", "--bootstrap", "--secret-file", "Safe defaults", "quarantine", "[default: 30000]"] {
+    for needle in [
+        "--state-dir",
+        "--bootstrap",
+        "--secret-file",
+        "Safe defaults",
+        "quarantine",
+        "[default: 30000]",
+        "--admin-addr",
+        "--admin-token-file",
+        "/ready",
+    ] {
         assert!(help.contains(needle), "--help does not mention {needle:?}:\n{help}");
     }
 }

@@ -3,8 +3,11 @@
 //! ```text
 //! dsync-node --id 0 --peers 10.0.0.1:7070,10.0.0.2:7070,10.0.0.3:7070 --secret-file /etc/dsync/secret \
 //!            [--cluster NAME] [--state-dir DIR | --bootstrap] [--lease-ms 30000] [--refresh-ms 10000]
+//!            [--admin-addr 127.0.0.1:7071 [--admin-token-file F]]
 //!            [--work REGISTER_ADDR --resource NAME --workers K --hold-ms H]
 //! ```
+//! With `--admin-addr` it serves the admin HTTP endpoint (health, readiness, metrics, lock holders,
+//! force-unlock: see `dsync_tools::admin`) and prints `admin listening on ADDR` on stdout.
 //! Without `--work` the node serves until SIGINT/SIGTERM, then releases what it holds and exits. With `--work`,
 //! `K` workers repeatedly take a write lock on `NAME` and, while holding it, report `ENTER <node> <token>` and
 //! `LEAVE <node> <token>` lines to a fenced register at `REGISTER_ADDR` (the multi-process test's checker),
@@ -65,6 +68,24 @@ struct Args {
     /// How often holders refresh their locks, in milliseconds.
     #[arg(long, value_name = "MS", default_value_t = 10_000)]
     refresh_ms: u64,
+    /// Serve the admin HTTP endpoint (/health, /ready, /metrics, /locks, /force-unlock) on ADDR (ip:port).
+    #[arg(
+        long,
+        value_name = "ADDR",
+        value_parser = peer,
+        long_help = "Serve the admin HTTP endpoint on ADDR (ip:port; port 0 lets the OS choose, and the node \
+                     prints `admin listening on ADDR`): GET /health (liveness), GET /ready (200 when serving \
+                     with a quorum connected, else 503 with the reason), GET /metrics (Prometheus), GET \
+                     /locks[?resource=NAME] (who holds what, cluster-wide), POST /force-unlock. Off unless \
+                     given. Every request needs `Authorization: Bearer <token>`: the --admin-token-file token, \
+                     else the cluster secret. An address that is not loopback is refused without \
+                     --admin-token-file."
+    )]
+    admin_addr: Option<SocketAddr>,
+    /// The admin endpoint's bearer token, read from F (one trailing newline ignored); required for an
+    /// --admin-addr that is not loopback. Without it the token is the cluster secret.
+    #[arg(long, value_name = "F", requires = "admin_addr")]
+    admin_token_file: Option<PathBuf>,
     /// Test mode: run workers that lock --resource and report to the fenced register at REGISTER (ip:port).
     #[arg(long, value_name = "REGISTER")]
     work: Option<SocketAddr>,
@@ -86,6 +107,9 @@ from a read quorum of peers. A brand-new cluster started that way never serves: 
 Without --work the node serves until SIGINT/SIGTERM, then releases what it holds and exits. Logs go to stderr \
 (RUST_LOG=debug for more).
 
+With --admin-addr the node also serves the admin endpoint (see --help for --admin-addr); `dsync-admin` is its \
+command-line client.
+
 Exit status: 0 after SIGINT/SIGTERM (and for --help, --version), 1 if the node cannot start (the message names \
 the address, path or setting), 2 for a bad command line.";
 
@@ -100,7 +124,7 @@ fn secret(args: &Args) -> Vec<u8> {
     let secret = match (&args.secret, &args.secret_file) {
         (Some(s), _) => s.clone().into_bytes(),
         (None, Some(path)) => match std::fs::read(path) {
-            Ok(bytes) => secret_from_file(&bytes),
+            Ok(bytes) => dsync_tools::secret_from_file(&bytes),
             Err(e) => fail(ErrorKind::Io, format!("--secret-file {}: {e}", path.display())),
         },
         (None, None) => Vec::new(),
@@ -114,17 +138,45 @@ fn secret(args: &Args) -> Vec<u8> {
     secret
 }
 
-/// A secret file's content with one trailing line break removed, so `echo secret > F` matches `--secret secret`.
-fn secret_from_file(bytes: &[u8]) -> Vec<u8> {
-    let s = bytes.strip_suffix(b"\n").unwrap_or(bytes);
-    s.strip_suffix(b"\r").unwrap_or(s).to_vec()
+/// The admin endpoint's address and bearer token, if asked for; exits with status 2 and the reason when the
+/// address is exposed without a token file or the token file is unreadable or empty.
+fn admin_settings(args: &Args, secret: &[u8]) -> Option<(SocketAddr, Vec<u8>)> {
+    let fail = |kind, msg: String| -> ! { Args::command().error(kind, msg).exit() };
+    let addr = args.admin_addr?;
+    if let Err(msg) = dsync_tools::admin::check_exposure(addr, args.admin_token_file.is_some()) {
+        fail(ErrorKind::ValueValidation, msg);
+    }
+    let token = match &args.admin_token_file {
+        None => secret.to_vec(),
+        Some(path) => match std::fs::read(path) {
+            Ok(bytes) => dsync_tools::secret_from_file(&bytes),
+            Err(e) => fail(ErrorKind::Io, format!("--admin-token-file {}: {e}", path.display())),
+        },
+    };
+    if token.is_empty() {
+        fail(ErrorKind::ValueValidation, "the admin token file is empty".into());
+    }
+    Some((addr, token))
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
     let secret = secret(&args);
+    let admin = admin_settings(&args, &secret);
     dsync_tools::init_logging("info");
+    // Bound before the node starts, so a taken admin port fails the start instead of leaving a node running
+    // without its probes.
+    let admin = match admin {
+        None => None,
+        Some((addr, token)) => match tokio::net::TcpListener::bind(addr).await {
+            Ok(l) => Some((l, token)),
+            Err(e) => {
+                eprintln!("dsync-node: cannot start: admin address {addr}: {e}");
+                return ExitCode::from(1);
+            }
+        },
+    };
     let (lease, refresh) = (Duration::from_millis(args.lease_ms), Duration::from_millis(args.refresh_ms));
     let mut b =
         NodeBuilder::new(args.peers.clone(), args.id).secret(&secret).cluster_name(&args.cluster).configure(|c| {
@@ -147,6 +199,13 @@ async fn main() -> ExitCode {
         }
     };
     println!("node {} listening on {}", node.id(), node.local_addr().map(|a| a.to_string()).unwrap_or_default());
+    if let Some((listener, token)) = admin {
+        match listener.local_addr() {
+            Ok(a) => println!("admin listening on {a}"),
+            Err(e) => eprintln!("dsync-node: admin endpoint: {e}"),
+        }
+        tokio::spawn(dsync_tools::admin::serve(listener, node.clone(), token, Default::default()));
+    }
     let mut workers = Vec::new();
     if let Some(register) = args.work {
         for _ in 0..args.workers {
@@ -208,6 +267,7 @@ mod tests {
 
     #[test]
     fn a_secret_file_written_by_echo_matches_the_same_secret_on_the_command_line() {
+        use dsync_tools::secret_from_file;
         assert_eq!(secret_from_file(b"s3cret\n"), b"s3cret");
         assert_eq!(secret_from_file(b"s3cret\r\n"), b"s3cret");
         assert_eq!(secret_from_file(b"s3cret"), b"s3cret");
