@@ -15,7 +15,7 @@ use std::time::Duration;
 
 fn main() -> std::process::ExitCode {
     let seed = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(1);
-    let scenario = Scenario::new(StackOptions { nodes: 3, planted_bug: None, log: true }, seed)
+    let scenario = Scenario::new(StackOptions { nodes: 3, log: true, ..StackOptions::default() }, seed)
         .calm()
         .heal_at(Duration::from_secs(15))
         .fault(Duration::from_secs(2), Fault::Hold { side: 0b100, until: 5_000_000_000 })

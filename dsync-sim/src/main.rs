@@ -52,6 +52,9 @@ struct StackWorldArgs {
     /// Switch on one of dsync-tokio's planted bugs in every node (names: `dsync-sim stack-bugs`)
     #[arg(long, visible_alias = "plant-bug", value_name = "NAME", value_parser = stack_bug_parser())]
     planted_bug: Option<dsync_sim::stack::PlantedBug>,
+    /// Switch on one of dsync-core's planted bugs (the protocol's; names: `dsync-sim bugs`) in every node
+    #[arg(long, value_name = "NAME", value_parser = core_bug_parser())]
+    plant_core_bug: Option<dsync_sim::PlantedBug>,
     /// Expect an unexcused violation: exit 0 if there is one, 1 if there is none
     #[arg(long)]
     expect_violation: bool,
@@ -426,9 +429,22 @@ fn stack_bug_parser() -> impl TypedValueParser<Value = dsync_sim::stack::Planted
 }
 
 #[cfg(feature = "stack")]
+fn core_bug_parser() -> impl TypedValueParser<Value = dsync_sim::PlantedBug> {
+    use dsync_sim::PlantedBug as B;
+    PossibleValuesParser::new(B::ALL.map(B::name)).map(|name| B::from_name(&name).expect("a listed name"))
+}
+
+#[cfg(feature = "stack")]
 fn stack_opts(w: &StackWorldArgs, seed: u64, log: bool) -> dsync_sim::StackOptions {
     let span = w.nodes.1 - w.nodes.0;
-    dsync_sim::StackOptions { nodes: (w.nodes.0 + seed % span) as usize, planted_bug: w.planted_bug, log }
+    let nodes = (w.nodes.0 + seed % span) as usize;
+    dsync_sim::StackOptions { nodes, planted_bug: w.planted_bug, core_bug: w.plant_core_bug, log }
+}
+
+/// The planted bug a stack run was asked to catch, by name (either layer's).
+#[cfg(feature = "stack")]
+fn stack_bug_name(w: &StackWorldArgs) -> Option<&'static str> {
+    w.planted_bug.map(|b| b.name()).or(w.plant_core_bug.map(|b| b.name()))
 }
 
 #[cfg(feature = "stack")]
@@ -436,6 +452,9 @@ fn stack_repro(w: &StackWorldArgs, seed: u64, nodes: usize) -> String {
     let mut s = format!("dsync-sim stack-replay --nodes {nodes} --seed {seed}");
     if let Some(b) = w.planted_bug {
         s += &format!(" --planted-bug {}", b.name());
+    }
+    if let Some(b) = w.plant_core_bug {
+        s += &format!(" --plant-core-bug {}", b.name());
     }
     s
 }
@@ -523,13 +542,13 @@ fn stack(a: StackArgs) -> ExitCode {
         println!("seeds with each violation kind: {kinds:?}");
     }
     let seeds = done.load(Ordering::Relaxed);
-    if let Some(b) = a.world.planted_bug {
+    if let Some(b) = stack_bug_name(&a.world) {
         match results.iter().find(|r| r.1.verdict() == Verdict::Violation) {
             Some((seed, r, _)) => {
                 let kind = r.first_unexcused().map(|v| v.kind);
-                println!("planted bug {} caught at seed {seed} ({:?})", b.name(), kind.expect("a violation"))
+                println!("planted bug {b} caught at seed {seed} ({:?})", kind.expect("a violation"))
             }
-            None => println!("planted bug {} NOT caught in {seeds} seeds", b.name()),
+            None => println!("planted bug {b} NOT caught in {seeds} seeds"),
         }
     }
     let ev = events.load(Ordering::Relaxed);

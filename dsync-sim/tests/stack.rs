@@ -7,7 +7,7 @@ use dsync_sim::{Kind, Verdict};
 use std::time::Duration;
 
 fn opts(nodes: usize, bug: Option<PlantedBug>) -> StackOptions {
-    StackOptions { nodes, planted_bug: bug, log: false }
+    StackOptions { nodes, planted_bug: bug, core_bug: None, log: false }
 }
 
 #[test]

@@ -96,13 +96,16 @@ pub struct StackOptions {
     pub nodes: usize,
     /// A planted bug of dsync-tokio to switch on in every node.
     pub planted_bug: Option<PlantedBug>,
+    /// A planted bug of the protocol (dsync-core's) to switch on in every node, so a protocol mistake can be
+    /// shown to reach the application through the whole stack.
+    pub core_bug: Option<dsync_core::PlantedBug>,
     /// Keep the event log.
     pub log: bool,
 }
 
 impl Default for StackOptions {
     fn default() -> Self {
-        StackOptions { nodes: 3, planted_bug: None, log: false }
+        StackOptions { nodes: 3, planted_bug: None, core_bug: None, log: false }
     }
 }
 
@@ -135,6 +138,7 @@ pub(crate) struct HostEnv {
     pub(crate) tables: Vec<sockets::SocketTable>,
     pub(crate) wipes: Arc<Mutex<Vec<u32>>>,
     pub(crate) bug: Option<PlantedBug>,
+    pub(crate) core_bug: Option<dsync_core::PlantedBug>,
     pub(crate) workload: bool,
     pub(crate) apps: Vec<AppFn>,
     pub(crate) times: Times,
@@ -199,7 +203,10 @@ async fn start_node(env: &HostEnv, i: usize, inc: u32, dir: &str) -> Result<Node
         .state_dir(dir)
         .entropy(entropy)
         .planted_bug(env.bug)
-        .configure(configure)
+        .configure(|c| {
+            configure(c);
+            c.planted_bug = env.core_bug;
+        })
         .start_with(transport, Some(local))
         .map_err(|e| e.to_string())
 }

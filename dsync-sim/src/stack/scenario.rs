@@ -124,6 +124,7 @@ impl Scenario {
             tables: tables.clone(),
             wipes: wipes.clone(),
             bug: opts.planted_bug,
+            core_bug: opts.core_bug,
             workload,
             apps,
             times,
