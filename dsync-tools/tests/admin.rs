@@ -157,6 +157,15 @@ fn temp_dir(what: &str) -> PathBuf {
     d
 }
 
+/// The count in `dsync-admin force-unlock`'s "removed N grant(s)".
+fn removed_count(out: &str) -> usize {
+    out.split("removed ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no count in {out}"))
+}
+
 /// A register for `--work` nodes that says OK to every line.
 fn ok_register() -> SocketAddr {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -263,8 +272,9 @@ fn an_operator_watches_a_cluster_form_lists_its_locks_and_force_unlocks_one() {
     // Force-unlock it through node 1: removed everywhere; the holder is told and takes it again.
     let o = admin_cli(n1.admin, Some(&token_file), &["force-unlock", "--resource", "hot"]);
     assert!(o.status.success(), "{}", text(&o));
-    let removed = format!("removed {} grant(s)", granted_by.len());
-    assert!(text(&o).contains(&removed), "{}", text(&o));
+    // Revocation (PROTOCOL.md §6.8) tells the holder as the first locker removes its grant, and the holder's
+    // own release may overtake the command at the other lockers: at least one grant, at most one per node.
+    assert!((1..=3).contains(&removed_count(&text(&o))), "{}", text(&o));
     eventually("node 2 is told its lock is lost and takes it again", || {
         (metric(n2.admin, "dsync_lost_total") > lost && metric(n2.admin, "dsync_acquired_total") > acquired)
             .then_some(())
@@ -282,9 +292,9 @@ fn an_operator_watches_a_cluster_form_lists_its_locks_and_force_unlocks_one() {
         .cloned()
         .expect("hot is held");
     let (owner, uid) = (h["owner"].to_string(), h["uid"].to_string());
-    let removed = format!("removed {} grant(s)", h["granted_by"].as_array().unwrap().len());
     let o = admin_cli(n0.admin, Some(&token_file), &["force-unlock", "--owner", &owner, "--uid", &uid]);
-    assert!(o.status.success() && text(&o).contains(&removed), "{}", text(&o));
+    assert!(o.status.success(), "{}", text(&o));
+    assert!((1..=3).contains(&removed_count(&text(&o))), "{}", text(&o));
     drop((n0, n1, n2));
     let _ = std::fs::remove_dir_all(&state);
 }
