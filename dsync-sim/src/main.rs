@@ -6,9 +6,8 @@ use clap::{Args as ClapArgs, Parser, Subcommand};
 use dsync_sim::{generate, run_seed, shrink, PlantedBug, Report, RunOptions, Verdict};
 use std::io::Write as _;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Mutex;
-use std::time::Instant;
+
+mod sweep;
 
 /// Deterministic simulator for dsync: sweeps seeds through faulty worlds, checks safety and liveness,
 /// replays and shrinks a failing seed, and proves planted bugs are caught.
@@ -256,108 +255,19 @@ fn verdict_line(seed: u64, r: &Report) -> Option<String> {
 }
 
 fn run(a: Args) -> ExitCode {
-    let start = Instant::now();
-    let (lo, hi) = a.seeds;
-    let total = hi.saturating_sub(lo);
-    let next = AtomicU64::new(lo);
-    let stop = AtomicBool::new(false);
-    let done = AtomicU64::new(0);
-    let events = AtomicU64::new(0);
-    let results: Mutex<Vec<(u64, Report, Option<u64>)>> = Mutex::new(Vec::new());
-    let last_progress = Mutex::new(Instant::now());
-    // Seeds are independent worlds; `--jobs` runs several at once, each world still single-threaded.
-    std::thread::scope(|s| {
-        for _ in 0..a.jobs.max(1) {
-            s.spawn(|| loop {
-                if stop.load(Ordering::Relaxed) {
-                    break;
-                }
-                let seed = next.fetch_add(1, Ordering::Relaxed);
-                if seed >= hi {
-                    break;
-                }
-                let opts = opts_for(&a, seed, false);
-                let r = run_seed(seed, &opts);
-                let second = a.determinism.then(|| run_seed(seed, &opts).hash);
-                events.fetch_add(r.events, Ordering::Relaxed);
-                let d = done.fetch_add(1, Ordering::Relaxed) + 1;
-                let failed = r.verdict() == Verdict::Violation || second.is_some_and(|h| h != r.hash);
-                if failed && a.expect && !a.keep_going {
-                    stop.store(true, Ordering::Relaxed);
-                }
-                if failed || !r.violations.is_empty() {
-                    results.lock().expect("no panics").push((seed, r, second));
-                }
-                let mut lp = last_progress.lock().expect("no panics");
-                if lp.elapsed().as_secs_f64() >= 2.0 {
-                    *lp = Instant::now();
-                    eprintln!(
-                        "progress: {d}/{total} seeds, {} events, {:.1}s",
-                        events.load(Ordering::Relaxed),
-                        start.elapsed().as_secs_f64()
-                    );
-                }
-            });
-        }
-    });
-    let mut results = results.into_inner().expect("no panics");
-    results.sort_by_key(|r| r.0);
-    let mut violations = 0u64;
-    let mut broken = 0u64;
-    for (seed, r, second) in &results {
-        if let Some(h) = second {
-            if *h != r.hash {
-                violations += 1;
-                println!("NONDETERMINISM seed={seed} nodes={}: hash {:016x} then {h:016x}", r.nodes, r.hash);
-                println!("  repro: {} --check-determinism", repro(&a, *seed, r.nodes));
-                continue;
-            }
-        }
-        let Some(line) = verdict_line(*seed, r) else { continue };
-        match r.verdict() {
-            Verdict::AssumptionBroken => broken += 1,
-            _ => violations += 1,
-        }
-        println!("{line}");
-        println!("  repro: {}", repro(&a, *seed, r.nodes));
-    }
-    let mut kinds: std::collections::BTreeMap<String, u64> = Default::default();
-    for (_, r, _) in &results {
-        let mut ks: Vec<_> = r.violations.iter().map(|v| format!("{:?}", v.kind)).collect();
-        ks.sort();
-        ks.dedup();
-        for k in ks {
-            *kinds.entry(k).or_default() += 1;
-        }
-    }
-    if !kinds.is_empty() {
-        println!("seeds with each violation kind: {kinds:?}");
-    }
-    let seeds = done.load(Ordering::Relaxed);
-    let ev = events.load(Ordering::Relaxed);
-    let secs = start.elapsed().as_secs_f64().max(1e-9);
-    if a.drift || broken > 0 {
-        println!(
-            "assumption_broken={broken} (clocks beyond the configured bound; only violations of kinds that rest \
-             on it are excused)"
-        );
-    }
-    if let Some(b) = a.bug {
-        match results.iter().find(|r| r.1.verdict() == Verdict::Violation) {
-            Some((seed, r, _)) => {
-                let kind = r.first_unexcused().map(|v| v.kind);
-                println!("planted bug {} caught at seed {seed} ({:?})", b.name(), kind.expect("a violation"))
-            }
-            None => println!("planted bug {} NOT caught in {seeds} seeds", b.name()),
-        }
-    }
-    println!("seeds={seeds} events={ev} violations={violations} events_per_sec={:.0}", ev as f64 / secs);
-    let failed = violations > 0;
-    if failed != a.expect {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
-    }
+    let planted = a.bug.map(|b| b.name());
+    sweep::sweep(&sweep::Sweep {
+        seeds: a.seeds,
+        jobs: a.jobs,
+        determinism: a.determinism,
+        expect: a.expect,
+        keep_going: a.keep_going,
+        run: &|seed| run_seed(seed, &opts_for(&a, seed, false)),
+        each: &|_, _| {},
+        repro: &|seed, nodes| repro(&a, seed, nodes),
+        planted,
+        drift: a.drift,
+    })
 }
 
 fn replay(a: Args) -> ExitCode {
@@ -463,102 +373,26 @@ fn stack_repro(w: &StackWorldArgs, seed: u64, nodes: usize) -> String {
 /// planted-bug line and the summary line), over real dsync-tokio nodes.
 #[cfg(feature = "stack")]
 fn stack(a: StackArgs) -> ExitCode {
-    let start = Instant::now();
-    let (lo, hi) = a.seeds;
-    let total = hi.saturating_sub(lo);
-    let next = AtomicU64::new(lo);
-    let stop = AtomicBool::new(false);
-    let done = AtomicU64::new(0);
-    let events = AtomicU64::new(0);
-    let results: Mutex<Vec<(u64, Report, Option<u64>)>> = Mutex::new(Vec::new());
-    let last_progress = Mutex::new(Instant::now());
-    std::thread::scope(|s| {
-        for _ in 0..a.jobs.max(1) {
-            s.spawn(|| loop {
-                if stop.load(Ordering::Relaxed) {
-                    break;
-                }
-                let seed = next.fetch_add(1, Ordering::Relaxed);
-                if seed >= hi {
-                    break;
-                }
-                let opts = stack_opts(&a.world, seed, a.events_log);
-                let r = dsync_sim::run_stack_seed(seed, &opts);
-                let second = a.check_determinism.then(|| dsync_sim::run_stack_seed(seed, &opts).hash);
-                events.fetch_add(r.events, Ordering::Relaxed);
-                let d = done.fetch_add(1, Ordering::Relaxed) + 1;
-                let failed = r.verdict() == Verdict::Violation || second.is_some_and(|h| h != r.hash);
-                if failed && a.world.expect_violation && !a.keep_going {
-                    stop.store(true, Ordering::Relaxed);
-                }
-                if a.events_log {
-                    let mut out = std::io::stdout().lock();
-                    for line in &r.log {
-                        let _ = writeln!(out, "seed={seed} {line}");
-                    }
-                }
-                if failed || !r.violations.is_empty() {
-                    results.lock().expect("no panics").push((seed, r, second));
-                }
-                let mut lp = last_progress.lock().expect("no panics");
-                if lp.elapsed().as_secs_f64() >= 2.0 {
-                    *lp = Instant::now();
-                    eprintln!(
-                        "progress: {d}/{total} seeds, {} events, {:.1}s",
-                        events.load(Ordering::Relaxed),
-                        start.elapsed().as_secs_f64()
-                    );
-                }
-            });
-        }
-    });
-    let mut results = results.into_inner().expect("no panics");
-    results.sort_by_key(|r| r.0);
-    let mut violations = 0u64;
-    for (seed, r, second) in &results {
-        if let Some(h) = second {
-            if *h != r.hash {
-                violations += 1;
-                println!("NONDETERMINISM seed={seed} nodes={}: hash {:016x} then {h:016x}", r.nodes, r.hash);
-                println!("  repro: {} --check-determinism", stack_repro(&a.world, *seed, r.nodes));
-                continue;
+    let log = |seed: u64, r: &Report| {
+        if a.events_log {
+            let mut out = std::io::stdout().lock();
+            for line in &r.log {
+                let _ = writeln!(out, "seed={seed} {line}");
             }
         }
-        let Some(line) = verdict_line(*seed, r) else { continue };
-        violations += 1;
-        println!("{line}");
-        println!("  repro: {}", stack_repro(&a.world, *seed, r.nodes));
-    }
-    let mut kinds: std::collections::BTreeMap<String, u64> = Default::default();
-    for (_, r, _) in &results {
-        let mut ks: Vec<_> = r.violations.iter().map(|v| format!("{:?}", v.kind)).collect();
-        ks.sort();
-        ks.dedup();
-        for k in ks {
-            *kinds.entry(k).or_default() += 1;
-        }
-    }
-    if !kinds.is_empty() {
-        println!("seeds with each violation kind: {kinds:?}");
-    }
-    let seeds = done.load(Ordering::Relaxed);
-    if let Some(b) = stack_bug_name(&a.world) {
-        match results.iter().find(|r| r.1.verdict() == Verdict::Violation) {
-            Some((seed, r, _)) => {
-                let kind = r.first_unexcused().map(|v| v.kind);
-                println!("planted bug {b} caught at seed {seed} ({:?})", kind.expect("a violation"))
-            }
-            None => println!("planted bug {b} NOT caught in {seeds} seeds"),
-        }
-    }
-    let ev = events.load(Ordering::Relaxed);
-    let secs = start.elapsed().as_secs_f64().max(1e-9);
-    println!("seeds={seeds} events={ev} violations={violations} events_per_sec={:.0}", ev as f64 / secs);
-    if (violations > 0) != a.world.expect_violation {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
-    }
+    };
+    sweep::sweep(&sweep::Sweep {
+        seeds: a.seeds,
+        jobs: a.jobs,
+        determinism: a.check_determinism,
+        expect: a.world.expect_violation,
+        keep_going: a.keep_going,
+        run: &|seed| dsync_sim::run_stack_seed(seed, &stack_opts(&a.world, seed, a.events_log)),
+        each: &log,
+        repro: &|seed, nodes| stack_repro(&a.world, seed, nodes),
+        planted: stack_bug_name(&a.world),
+        drift: false,
+    })
 }
 
 #[cfg(feature = "stack")]

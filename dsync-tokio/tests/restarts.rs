@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{soon, SECRET};
+use common::{rebind, soon, SECRET};
 use dsync_tokio::{Node, NodeBuilder};
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
@@ -15,18 +15,6 @@ fn scratch(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("dsync-restarts-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     dir
-}
-
-async fn rebind(addr: SocketAddr) -> TcpListener {
-    soon("the address is free again", async {
-        loop {
-            match TcpListener::bind(addr) {
-                Ok(l) => return l,
-                Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
-            }
-        }
-    })
-    .await
 }
 
 /// Default lease (30 s): a quarantine would be 30.3 s, far beyond this test's patience.

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{quick, soon, SECRET};
+use common::{quick, rebind, soon, SECRET};
 use dsync_tokio::core::Config;
 use dsync_tokio::{LockError, Node, NodeBuilder, Serving, StartError};
 use std::net::{SocketAddr, TcpListener};
@@ -14,19 +14,6 @@ fn listeners(n: usize) -> (Vec<TcpListener>, Vec<SocketAddr>) {
     let ls: Vec<TcpListener> = (0..n).map(|_| TcpListener::bind("127.0.0.1:0").unwrap()).collect();
     let addrs = ls.iter().map(|l| l.local_addr().unwrap()).collect();
     (ls, addrs)
-}
-
-/// Binds `addr` again once the crashed node's socket has closed.
-async fn rebind(addr: SocketAddr) -> TcpListener {
-    soon("the address is free again", async {
-        loop {
-            match TcpListener::bind(addr) {
-                Ok(l) => return l,
-                Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
-            }
-        }
-    })
-    .await
 }
 
 /// Waits until a bootstrapping node has decided, and returns what it decided.

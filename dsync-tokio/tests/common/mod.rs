@@ -76,3 +76,16 @@ pub async fn tokio_listeners(n: usize) -> (Vec<tokio::net::TcpListener>, Vec<Soc
     let addrs = ls.iter().map(|l| l.local_addr().unwrap()).collect();
     (ls, addrs)
 }
+
+/// Binds `addr` again once a crashed node's socket has closed.
+pub async fn rebind(addr: SocketAddr) -> TcpListener {
+    soon("the address is free again", async {
+        loop {
+            match TcpListener::bind(addr) {
+                Ok(l) => return l,
+                Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        }
+    })
+    .await
+}
