@@ -97,6 +97,10 @@ impl Transport for QuicTransport {
         self.0.send(to, message)
     }
 
+    fn stats(&self) -> Option<Arc<QuicStats>> {
+        Some(self.0.stats())
+    }
+
     fn flush(&mut self) {
         self.0.flush()
     }

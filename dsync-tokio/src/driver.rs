@@ -48,7 +48,7 @@ pub(crate) enum Command {
     },
     Holders {
         resource: Option<String>,
-        reply: oneshot::Sender<Result<Vec<HolderEntry>, LockError>>,
+        reply: oneshot::Sender<Result<Holders, LockError>>,
     },
     ForceUnlock {
         target: ForceTarget,
@@ -80,6 +80,17 @@ impl Drop for Releaser {
             let _ = self.control.send(Command::Release { lock: self.lock, reply: None });
         }
     }
+}
+
+/// A holder query's answer ([`crate::Node::holders_report`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Holders {
+    /// Who holds what, merged from the nodes that answered.
+    pub entries: Vec<HolderEntry>,
+    /// The nodes that answered: a minority's answer, or a partitioned node's, may miss grants.
+    pub answered: NodeSet,
+    /// Whether some locker cut its list at its limit.
+    pub truncated: bool,
 }
 
 /// What a successful acquisition hands to the application. Dropping it (e.g. because the `lock()` future was
@@ -114,7 +125,7 @@ pub(crate) struct Driver<T: Transport> {
     floors: Option<FloorWriter>,
     floors_done: mpsc::UnboundedReceiver<Result<u64, u64>>,
     handles: Handles,
-    holder_queries: BTreeMap<QueryId, oneshot::Sender<Result<Vec<HolderEntry>, LockError>>>,
+    holder_queries: BTreeMap<QueryId, oneshot::Sender<Result<Holders, LockError>>>,
     force_queries: BTreeMap<QueryId, oneshot::Sender<Result<usize, LockError>>>,
     /// Peers with a live connection, as the transport reported them.
     peers_up: NodeSet,
@@ -466,9 +477,9 @@ impl<T: Transport> Driver<T> {
                 debug!(node = self.core.id(), ?lock, confirmed, grantors, "released");
                 self.handles.released(lock, confirmed, grantors);
             }
-            Event::Holders { query, entries, .. } => {
+            Event::Holders { query, entries, answered, truncated } => {
                 if let Some(reply) = self.holder_queries.remove(&query) {
-                    let _ = reply.send(Ok(entries));
+                    let _ = reply.send(Ok(Holders { entries, answered, truncated }));
                 }
             }
             Event::ForceUnlocked { query, removed, .. } => {

@@ -54,14 +54,14 @@ pub mod tcp;
 mod transport;
 
 pub use disk::{Disk, OsDisk};
-pub use driver::Released;
+pub use driver::{Holders, Released};
 pub use dsync_core as core;
 pub use dsync_core::{ForceTarget, HolderEntry, Mode, Start};
 pub use entropy::Entropy;
 pub use error::{LockError, StartError};
 pub use inbound::Inbound;
 pub use lock::{Guard, Mutex, RwLock};
-pub use node::{Node, NodeBuilder};
+pub use node::{Node, NodeBuilder, TransportStats};
 pub use planted::PlantedBug;
 pub use status::{Serving, Status};
 pub use transport::{Transport, TransportEvent};

@@ -1,7 +1,8 @@
 //! Starting a node ([`NodeBuilder`]) and the cloneable [`Node`] handle the application keeps.
 
 use crate::disk::{Disk, OsDisk};
-use crate::driver::{Command, Driver};
+use crate::driver::{Command, Driver, Holders};
+use crate::engine::Stats;
 use crate::entropy::Entropy;
 use crate::error::{LockError, StartError};
 use crate::handles::Handles;
@@ -16,7 +17,7 @@ use crate::transport::Transport;
 use dsync_core::{Config, Counters, ForceTarget, HolderEntry, Instant, Node as Core, NodeSet, Start};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -30,6 +31,20 @@ pub(crate) struct Shared {
     pub(crate) nodes: usize,
     pub(crate) local_addr: Option<SocketAddr>,
     pub(crate) status: watch::Receiver<Published>,
+    pub(crate) transport_stats: Option<Arc<Stats>>,
+}
+
+/// A snapshot of a transport's counters ([`Node::transport_stats`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TransportStats {
+    /// Messages dropped because a peer was down or its queue full.
+    pub dropped: u64,
+    /// Connections refused (failed authentication) or cut for a protocol violation.
+    pub rejected: u64,
+    /// Writes to connections.
+    pub writes: u64,
+    /// Frames sent or queued.
+    pub frames: u64,
 }
 
 /// A running dsync node. Cheap to clone; every clone talks to the same driver task.
@@ -275,6 +290,7 @@ impl NodeBuilder {
         // Every lock-lifecycle and connection event of this node is logged inside this span.
         let span = tracing::info_span!("dsync", node = self.id, nodes = self.core.nodes);
         let handles = Handles::new(control_tx.clone());
+        let transport_stats = transport.stats();
         let driver =
             span.in_scope(|| Driver::new(core, transport, (commands, control), state, handles, status_tx, self.bugs));
         tokio::spawn(tracing::Instrument::instrument(driver.run(), span));
@@ -287,6 +303,7 @@ impl NodeBuilder {
                 nodes: self.core.nodes,
                 local_addr,
                 status,
+                transport_stats,
             }),
         })
     }
@@ -427,9 +444,26 @@ impl Node {
     /// [`LockError::Overloaded`] when too many queries are in flight, [`LockError::Invalid`] for a name over
     /// the limit, [`LockError::ShutDown`] when the node stopped.
     pub async fn holders(&self, resource: Option<&str>) -> Result<Vec<HolderEntry>, LockError> {
+        Ok(self.holders_report(resource).await?.entries)
+    }
+
+    /// As [`Node::holders`], with which nodes answered and whether a list was cut: an operator's view must
+    /// not pass a minority's answer off as the whole cluster's.
+    pub async fn holders_report(&self, resource: Option<&str>) -> Result<Holders, LockError> {
         let (reply, answer) = oneshot::channel();
         self.command(Command::Holders { resource: resource.map(str::to_owned), reply }).await?;
         answer.await.map_err(|_| LockError::ShutDown)?
+    }
+
+    /// The transport's counters (messages dropped, connections rejected, writes, frames), read without a
+    /// round trip; `None` for a transport that does not keep them.
+    pub fn transport_stats(&self) -> Option<TransportStats> {
+        self.shared.transport_stats.as_ref().map(|s| TransportStats {
+            dropped: s.dropped.load(Ordering::Relaxed),
+            rejected: s.rejected.load(Ordering::Relaxed),
+            writes: s.writes.load(Ordering::Relaxed),
+            frames: s.frames.load(Ordering::Relaxed),
+        })
     }
 
     /// Administrative: removes matching grants on every reachable node; returns how many were removed.

@@ -5,8 +5,10 @@
 //! from growing memory), and [`Transport::flush`] hands everything queued since the last flush to the
 //! peers, so one wake-up (and usually one syscall) carries many messages.
 
+use crate::engine::Stats;
 use dsync_core::Message;
 use std::future::Future;
+use std::sync::Arc;
 
 /// What the transport reports to the driver.
 #[derive(Debug)]
@@ -43,4 +45,10 @@ pub trait Transport: Send + 'static {
 
     /// Closes every connection and stops the transport's tasks.
     fn shutdown(&mut self) -> impl Future<Output = ()> + Send;
+
+    /// The transport's live counters, if it keeps the connection engine's ([`crate::Node::transport_stats`]
+    /// reads them without a round trip to the driver). The default has none.
+    fn stats(&self) -> Option<Arc<Stats>> {
+        None
+    }
 }

@@ -21,7 +21,7 @@
 
 use bytes::Bytes;
 use dsync_tokio::core::Counters;
-use dsync_tokio::{ForceTarget, HolderEntry, LockError, Mode, Node, Serving, Status};
+use dsync_tokio::{ForceTarget, Holders, LockError, Mode, Node, Serving, Status, TransportStats};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, ALLOW, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, WWW_AUTHENTICATE};
@@ -232,15 +232,15 @@ impl State {
 
     async fn metrics(&self) -> Result<Response<Full<Bytes>>, ApiError> {
         let counters = self.node.counters().await.map_err(node_error)?;
-        let text = render_metrics(&counters, &self.node.status());
+        let text = render_metrics(&counters, &self.node.status(), self.node.transport_stats());
         let mut resp = Response::new(Full::new(Bytes::from(text)));
         resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
         Ok(resp)
     }
 
     async fn locks(&self, resource: Option<&str>) -> Result<Response<Full<Bytes>>, ApiError> {
-        let entries = self.node.holders(resource).await.map_err(node_error)?;
-        Ok(json_response(StatusCode::OK, &holders_json(&entries)))
+        let report = self.node.holders_report(resource).await.map_err(node_error)?;
+        Ok(json_response(StatusCode::OK, &holders_json(&report)))
     }
 
     async fn force_unlock(&self, peer: SocketAddr, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, ApiError> {
@@ -399,9 +399,11 @@ fn readiness(s: &Status) -> Response<Full<Bytes>> {
     json_response(status, &body)
 }
 
-/// The holder list as JSON, one object per grant.
-fn holders_json(entries: &[HolderEntry]) -> Value {
-    let holders: Vec<Value> = entries
+/// The holder list as JSON, one object per grant, with the nodes that answered and whether a list was cut
+/// (a minority's answer must not pass for the whole cluster's).
+fn holders_json(report: &Holders) -> Value {
+    let holders: Vec<Value> = report
+        .entries
         .iter()
         .map(|e| {
             json!({
@@ -415,11 +417,12 @@ fn holders_json(entries: &[HolderEntry]) -> Value {
             })
         })
         .collect();
-    json!({ "count": holders.len(), "holders": holders })
+    let answered: Vec<usize> = report.answered.iter().collect();
+    json!({ "count": holders.len(), "holders": holders, "answered": answered, "truncated": report.truncated })
 }
 
 /// The Prometheus text exposition (format 0.0.4) of a node's counters and status.
-pub fn render_metrics(c: &Counters, s: &Status) -> String {
+pub fn render_metrics(c: &Counters, s: &Status, transport: Option<TransportStats>) -> String {
     // Destructured in full so that a counter added to the core fails to compile here until it is exported.
     let Counters {
         grants,
@@ -475,6 +478,21 @@ pub fn render_metrics(c: &Counters, s: &Status) -> String {
             out,
             "# HELP dsync_{name}_total {help}\n# TYPE dsync_{name}_total counter\ndsync_{name}_total {value}\n"
         );
+    }
+    if let Some(t) = transport {
+        let series: [(&str, &str, u64); 4] = [
+            ("dropped", "Messages the transport dropped: the peer was down or its queue full.", t.dropped),
+            ("rejected", "Connections refused (failed authentication) or cut for a protocol violation.", t.rejected),
+            ("writes", "Writes to connections.", t.writes),
+            ("frames", "Frames sent or queued.", t.frames),
+        ];
+        for (name, help, value) in series {
+            let _ = write!(
+                out,
+                "# HELP dsync_transport_{name}_total {help}\n# TYPE dsync_transport_{name}_total counter\n\
+                 dsync_transport_{name}_total {value}\n"
+            );
+        }
     }
     let serving = matches!(s.serving, Serving::Serving);
     let gauges: [(&str, &str, u64); 5] = [
@@ -601,8 +619,20 @@ mod tests {
     }
 
     fn render_counters_only(c: &Counters) -> String {
-        let full = render_metrics(c, &fake_status());
+        let full = render_metrics(c, &fake_status(), None);
         full.split("# HELP dsync_serving ").next().unwrap().to_string()
+    }
+
+    #[test]
+    fn transport_counters_are_exported_when_the_transport_keeps_them() {
+        let t = TransportStats { dropped: 3, rejected: 2, writes: 9, frames: 11 };
+        let text = render_metrics(&Counters::default(), &fake_status(), Some(t));
+        assert!(
+            text.contains("# TYPE dsync_transport_dropped_total counter\ndsync_transport_dropped_total 3\n"),
+            "{text}"
+        );
+        assert!(text.contains("dsync_transport_rejected_total 2\n"), "{text}");
+        assert!(!render_metrics(&Counters::default(), &fake_status(), None).contains("dsync_transport_"));
     }
 
     /// A real status snapshot from a node that has not started serving.

@@ -241,12 +241,16 @@ fn an_operator_watches_a_cluster_form_lists_its_locks_and_force_unlocks_one() {
     let gauges = ["dsync_serving", "dsync_ready", "dsync_peers_up", "dsync_nodes", "dsync_node_id"];
     let values: Vec<f64> = gauges.iter().map(|g| m[*g].1).collect();
     assert_eq!(values, [1.0, 1.0, 2.0, 3.0, 2.0], "{}", r.body);
+    assert!(m["dsync_transport_frames_total"].1 > 0.0, "the transport's counters are exported: {}", r.body);
+    assert_eq!(m["dsync_transport_rejected_total"].1, 0.0, "{}", r.body);
     let (acquired, lost) = (m["dsync_acquired_total"].1, m["dsync_lost_total"].1);
 
     // The holder, seen from node 0: JSON and dsync-admin's table.
     let r = get(n0.admin, "/locks?resource=hot", SECRET);
     assert_eq!(r.status, 200, "{r:?}");
     let j = r.json();
+    assert_eq!(j["answered"], serde_json::json!([0, 1, 2]), "every node answered: {r:?}");
+    assert_eq!(j["truncated"], serde_json::json!(false), "{r:?}");
     let h = &j["holders"][0];
     assert_eq!(
         (h["resource"].as_str(), h["mode"].as_str(), h["owner"].as_u64()),

@@ -319,6 +319,10 @@ impl<L: Link> Engine<L> {
 }
 
 impl<L: Link> Transport for Engine<L> {
+    fn stats(&self) -> Option<Arc<Stats>> {
+        Some(self.stats.clone())
+    }
+
     fn send(&mut self, to: usize, message: &dsync_core::Message) {
         if to == self.me || to >= self.peers.len() || !self.peers[to].up.load(Ordering::Relaxed) {
             self.stats.dropped.fetch_add(1, Ordering::Relaxed);
