@@ -143,6 +143,7 @@ fn wire() -> (Arc<Shared>, Driver) {
             peers_up: dsync_core::NodeSet::EMPTY,
         })
         .1,
+        transport_stats: None,
     });
     let driver = Driver {
         handles: Handles::new(control_tx),
