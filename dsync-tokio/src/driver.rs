@@ -346,12 +346,13 @@ impl<T: Transport> Driver<T> {
                 }
             }
             TransportEvent::PeerUp(p) => {
-                info!(node = self.core.id(), peer = p, "peer up");
+                // The transport logs the one INFO line (with the address); this is for tracing the core.
+                debug!(node = self.core.id(), peer = p, "peer up");
                 self.peers_up.insert(p);
                 self.core.handle_peer_up(now, p);
             }
             TransportEvent::PeerDown(p) => {
-                info!(node = self.core.id(), peer = p, "peer down");
+                debug!(node = self.core.id(), peer = p, "peer down");
                 self.peers_up.remove(p);
                 self.core.handle_peer_down(now, p);
             }

@@ -87,6 +87,7 @@ pub struct NodeBuilder {
     bugs: Bugs,
     listener: Option<std::net::TcpListener>,
     queue_bytes: Option<usize>,
+    peer_names: Vec<Option<String>>,
 }
 
 impl std::fmt::Debug for NodeBuilder {
@@ -133,6 +134,7 @@ impl NodeBuilder {
             bugs: Bugs::default(),
             listener: None,
             queue_bytes: None,
+            peer_names: Vec::new(),
         }
     }
 
@@ -231,6 +233,14 @@ impl NodeBuilder {
         self
     }
 
+    /// The peers' `host:port` names, by index (`None`: an address given as such), from which `peers` were
+    /// resolved: a peer with a name is resolved again each time it is dialed, so one that moved to a new
+    /// address is found again (see [`TcpConfig::peer_names`]). Empty (the default) or one per peer.
+    pub fn peer_names(mut self, names: Vec<Option<String>>) -> Self {
+        self.peer_names = names;
+        self
+    }
+
     /// Starts the node over TCP.
     pub async fn start_tcp(self) -> Result<Node, StartError> {
         self.check()?;
@@ -246,6 +256,9 @@ impl NodeBuilder {
             Arc::<[u8]>::from(self.secret.clone()),
         );
         tcp.max_frame = self.core.limits.max_message_size;
+        if !self.peer_names.is_empty() {
+            tcp.peer_names = self.peer_names.clone();
+        }
         tcp.entropy = self.entropy.clone();
         if let Some(b) = self.queue_bytes {
             tcp.max_queued_bytes = b;

@@ -82,3 +82,23 @@ fn a_misconfigured_start_exits_one_naming_what_is_wrong() {
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     assert!(text(&o).contains("state directory"), "a lone node without state must be told: {}", text(&o));
 }
+
+#[test]
+fn host_names_in_peers_are_resolved_at_start_and_an_unresolvable_one_exits_two_naming_it() {
+    let o = node(&["--id", "0", "--peers", "127.0.0.1:1,no-such-host.invalid:7000", "--secret", "s", "--bootstrap"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("entry 1 (no-such-host.invalid:7000)"), "the entry is named: {}", text(&o));
+    assert!(!text(&o).contains("listening"), "refused before binding: {}", text(&o));
+
+    // A name that resolves is used like its address: listed twice under two spellings, it is a duplicate.
+    let free = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let by_name = format!("localhost:{}", free.port());
+    let resolved = std::net::ToSocketAddrs::to_socket_addrs(&by_name).unwrap().next().unwrap();
+    if resolved == free {
+        let o = node(&["--id", "0", "--peers", &format!("{free},{by_name}"), "--secret", "s", "--bootstrap"]);
+        assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+        assert!(text(&o).contains("twice"), "{}", text(&o));
+    }
+    let o = node(&["--id", "0", "--peers", "127.0.0.1:1,localhost", "--secret", "s"]);
+    assert_eq!(o.status.code(), Some(2), "a name needs a port: {}", text(&o));
+}

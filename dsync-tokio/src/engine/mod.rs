@@ -16,7 +16,10 @@
 //! - **Framing.** A `u32` little-endian length, then one postcard envelope ([`encode_frame`],
 //!   [`decode_frames`]); an oversized or malformed frame ends the connection as a protocol violation and
 //!   nothing after it reaches the core.
-//! - **Events.** `PeerUp` once a connection is authenticated and split, `PeerDown` when it ends.
+//! - **Events.** `PeerUp` once a connection is authenticated and split, `PeerDown` when it ends. Each is
+//!   logged once at INFO, with the peer's index and address — "peer up", and "peer down" with the
+//!   [`End::reason`] the connection ended for (`closed`, `reset`, `timed out`, `protocol violation`,
+//!   `replaced`, `shutdown`, ...).
 //! - **Shutdown.** Queued frames are written out and each writer [`Writer::finish`]es, for at most
 //!   [`SHUTDOWN_DRAIN`]; then everything stops and [`Link::shutdown`] runs.
 //!
@@ -149,6 +152,12 @@ pub trait Writer: Send + 'static {
     fn close(&mut self, why: &End) {
         let _ = why;
     }
+
+    /// How a failed [`write`](Self::write) ended the connection, from its error: [`End::Closed`] unless
+    /// the link knows better (the TCP link tells a reset or a timeout from the socket's error).
+    fn failed(&mut self, error: String) -> End {
+        End::Closed(error)
+    }
 }
 
 /// A non-blocking write; see [`Writer::direct`].
@@ -157,17 +166,65 @@ pub trait TryWrite: Send + Sync {
     fn try_write(&self, bytes: &[u8]) -> std::io::Result<usize>;
 }
 
-/// Why a connection ended.
+/// Why a connection ended. Its [`reason`](End::reason) is the word the one "peer down" line gives.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum End {
-    /// Closed or broken.
+    /// Closed by the peer (end of stream), or broken for a reason not told apart below.
     Closed(String),
+    /// Reset by the peer or the network (connection reset, broken pipe, aborted): typically a peer that
+    /// was killed or crashed with data in flight, not one that shut down.
+    Reset(String),
+    /// The connection timed out (the peer or the path to it went silent).
+    TimedOut(String),
+    /// The peer failed authentication on an established connection.
+    AuthFailed(String),
     /// The peer broke the protocol (counted in [`Stats::rejected`]).
     Violation(String),
     /// A newer connection from the peer replaced it.
     Replaced,
     /// The transport stopped.
     Stopped,
+}
+
+impl End {
+    /// Classifies an I/O error that ended a connection: a reset, broken pipe or abort is
+    /// [`End::Reset`], a timeout [`End::TimedOut`], anything else (an unexpected end of stream) [`End::Closed`].
+    pub fn from_io(e: &std::io::Error) -> End {
+        Self::from_kind(e.kind(), e.to_string())
+    }
+
+    /// As [`End::from_io`], from the error's kind and its text.
+    pub fn from_kind(kind: std::io::ErrorKind, text: String) -> End {
+        use std::io::ErrorKind as K;
+        match kind {
+            K::ConnectionReset | K::ConnectionAborted | K::BrokenPipe => End::Reset(text),
+            K::TimedOut => End::TimedOut(text),
+            _ => End::Closed(text),
+        }
+    }
+
+    /// The reason in one or two words, for the "peer down" line: `closed`, `reset`, `timed out`,
+    /// `auth failed`, `protocol violation`, `replaced` or `shutdown`.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            End::Closed(_) => "closed",
+            End::Reset(_) => "reset",
+            End::TimedOut(_) => "timed out",
+            End::AuthFailed(_) => "auth failed",
+            End::Violation(_) => "protocol violation",
+            End::Replaced => "replaced",
+            End::Stopped => "shutdown",
+        }
+    }
+
+    /// What more the link said about it, if anything.
+    pub fn detail(&self) -> &str {
+        match self {
+            End::Closed(d) | End::Reset(d) | End::TimedOut(d) | End::AuthFailed(d) | End::Violation(d) => d,
+            End::Replaced => "a newer connection from the peer took over",
+            End::Stopped => "this node is stopping",
+        }
+    }
 }
 
 /// The engine's settings.

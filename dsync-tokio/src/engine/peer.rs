@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, watch};
-use tracing::{debug, info, warn};
+use tracing::{debug, info};
 
 /// Where a [`Reader`] delivers what its peer sent.
 #[derive(Clone, Debug)]
@@ -139,15 +139,12 @@ impl<L: Link> PeerTask<L> {
             if let Some(claim) = claim {
                 self.claims[self.peer].lock().unwrap_or_else(|e| e.into_inner()).ended(claim);
             }
-            let peer = self.peer;
             match end {
                 End::Stopped => return,
-                End::Closed(why) => info!(peer, %addr, reason = %why, "peer connection closed"),
-                End::Violation(why) => {
+                End::Violation(_) => {
                     self.stats.rejected.fetch_add(1, Ordering::Relaxed);
-                    warn!(peer, %addr, reason = %why, "peer disconnected for a protocol violation");
                 }
-                End::Replaced => info!(peer, %addr, "peer reconnected; old connection replaced"),
+                _ => {}
             }
         }
     }
@@ -155,15 +152,20 @@ impl<L: Link> PeerTask<L> {
     async fn serve(&mut self, conn: L::Conn, addr: SocketAddr, dialed: bool) -> End {
         let (reader, mut writer) = match self.link.split(conn, dialed).await {
             Ok(halves) => halves,
-            Err(e) => return End::Closed(e),
+            Err(e) => {
+                // Never up: no "peer up" line, so no "peer down" either.
+                debug!(peer = self.peer, %addr, error = %e, "connection failed before it was up");
+                return End::Closed(e);
+            }
         };
         *self.state.out.lock().expect("queue lock poisoned") =
             Outgoing { buf: Vec::new(), writing: false, sink: writer.direct() };
         self.state.up.store(true, Ordering::Release);
-        // The driver logs "peer up" at INFO; this adds the address.
-        debug!(peer = self.peer, %addr, "peer connected");
+        // The one line of this connection's start (the driver logs the event at DEBUG only).
+        info!(peer = self.peer, %addr, "peer up");
         if self.events.send(TransportEvent::PeerUp(self.peer)).await.is_err() {
             writer.close(&End::Stopped);
+            peer_down(self.peer, addr, &End::Stopped);
             return End::Stopped;
         }
         let deliver = Deliver { peer: self.peer, max_frame: self.settings.max_frame, events: self.events.clone() };
@@ -177,6 +179,7 @@ impl<L: Link> PeerTask<L> {
         self.state.up.store(false, Ordering::Release);
         *self.state.out.lock().expect("queue lock poisoned") = Outgoing::default();
         writer.close(&end);
+        peer_down(self.peer, addr, &end);
         if !matches!(end, End::Stopped) && self.events.send(TransportEvent::PeerDown(self.peer)).await.is_err() {
             return End::Stopped;
         }
@@ -186,6 +189,11 @@ impl<L: Link> PeerTask<L> {
         }
         end
     }
+}
+
+/// The one line of a connection's end: the peer, its address, and why ([`End::reason`]).
+fn peer_down(peer: usize, addr: SocketAddr, end: &End) {
+    info!(peer, %addr, reason = end.reason(), detail = end.detail(), "peer down");
 }
 
 /// Sends what the driver could not write directly, coalescing everything queued meanwhile into one write.
@@ -214,7 +222,7 @@ async fn write_loop<C>(
                 std::mem::swap(&mut out.buf, &mut spare);
             }
             if let Err(e) = writer.write(&spare).await {
-                return End::Closed(e);
+                return writer.failed(e);
             }
             stats.writes.fetch_add(1, Ordering::Relaxed);
             spare.clear();

@@ -25,24 +25,36 @@ mod name;
 pub use crate::engine::{decode_frames, encode_frame, FrameError};
 pub use handshake::{cluster_id, ClusterName};
 
-use crate::engine::{Admit, Deliver, End, Engine, Link, Reader, Redial, Reporter, Settings, Stats, TryWrite, Writer};
+use crate::engine::{
+    Admit, ByteSource, Deliver, End, Engine, Link, Reader, Redial, Reporter, Settings, Stats, TryWrite, Writer,
+};
 use crate::entropy::Entropy;
 use handshake::{HandshakeError, Identity, Verdict};
 use std::fmt;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
-use tracing::{debug, Level};
+use tracing::{debug, info, Level};
 
 /// Settings of the TCP transport.
 #[derive(Clone, Debug)]
 pub struct TcpConfig {
-    /// Every node's address, by index; this node's entry is where it listens.
+    /// Every node's address, by index; this node's entry is where it listens. For a peer with a name in
+    /// [`peer_names`](Self::peer_names), the address the name resolved to at start.
     pub peers: Vec<SocketAddr>,
+    /// Every node's host name, by index (`None`: the address is used as it is). A peer with a name is
+    /// resolved again each time it is dialed, so one that moved to a new address is found again: the first
+    /// address the name resolves to is dialed (the one in use if it is still among them), and a change is
+    /// logged at INFO. A failed resolution is reported (rate-limited, per peer and reason) and the last
+    /// good address is dialed. Resolution is bounded by [`handshake_timeout`](Self::handshake_timeout), and
+    /// the handshake still proves who answers: a wrong resolution is refused, not trusted. Empty (the
+    /// default from [`TcpConfig::new`] is all `None`) or one entry per peer; this node's own entry is not
+    /// used (it listens where [`peers`](Self::peers) says).
+    pub peer_names: Vec<Option<String>>,
     /// This node's index.
     pub me: usize,
     /// The cluster name both sides must share (at most 64 bytes, no control characters).
@@ -73,6 +85,7 @@ impl TcpConfig {
         secret: impl Into<Arc<[u8]>>,
     ) -> Self {
         TcpConfig {
+            peer_names: vec![None; peers.len()],
             peers,
             me,
             cluster: cluster.into(),
@@ -117,6 +130,13 @@ pub enum TcpConfigError {
     },
     /// The cluster name cannot be carried by the handshake.
     ClusterName(String),
+    /// [`TcpConfig::peer_names`] is neither empty nor one entry per peer.
+    PeerNames {
+        /// Entries in the name list.
+        names: usize,
+        /// Entries in the peer list.
+        peers: usize,
+    },
 }
 
 impl fmt::Display for TcpConfigError {
@@ -132,6 +152,9 @@ impl fmt::Display for TcpConfigError {
                 write!(f, "peer list entry {index} is this node's own address {addr}: check --peers / --id")
             }
             TcpConfigError::ClusterName(e) => f.write_str(e),
+            TcpConfigError::PeerNames { names, peers } => {
+                write!(f, "{names} peer names for {peers} peers: give none or one per peer")
+            }
         }
     }
 }
@@ -160,6 +183,9 @@ impl TcpConfig {
             if let Some(index) = self.peers.iter().enumerate().position(|(i, a)| i != self.me && *a == local) {
                 return Err(TcpConfigError::OwnAddress { index, addr: local });
             }
+        }
+        if !self.peer_names.is_empty() && self.peer_names.len() != n {
+            return Err(TcpConfigError::PeerNames { names: self.peer_names.len(), peers: n });
         }
         self.cluster.check().map_err(TcpConfigError::ClusterName)
     }
@@ -208,7 +234,8 @@ impl<N: Net> Engine<TcpLink<N>> {
         );
         // Connection events are logged inside a span naming this node.
         let span = tracing::info_span!("dsync-tcp", node = cfg.me);
-        let link = TcpLink { net, listener, local, id, cfg, reporter: Reporter::default() };
+        let addrs = cfg.peers.iter().map(|&a| Mutex::new(a)).collect();
+        let link = TcpLink { net, listener, local, id, cfg, addrs, reporter: Reporter::default() };
         Ok(Engine::start(link, settings, span))
     }
 
@@ -239,6 +266,14 @@ pub trait Net: Send + Sync + Sized + 'static {
     /// Connects to `addr`.
     fn connect(&self, addr: SocketAddr) -> impl Future<Output = std::io::Result<Self::Stream>> + Send;
 
+    /// The addresses a peer's `host:port` name resolves to ([`TcpConfig::peer_names`]), best first. By
+    /// default names are not resolved (a simulated network knows only addresses): an error, so the link
+    /// dials the address the name had at start.
+    fn resolve(&self, name: &str) -> impl Future<Output = std::io::Result<Vec<SocketAddr>>> + Send {
+        let _ = name;
+        async { Err(std::io::Error::new(std::io::ErrorKind::Unsupported, "names are not resolved on this network")) }
+    }
+
     /// Splits an authenticated stream into the engine's halves.
     fn split(&self, stream: Self::Stream) -> (Self::Reader, Self::Writer);
 }
@@ -261,10 +296,18 @@ impl Net for TokioNet {
         TcpStream::connect(addr).await
     }
 
+    async fn resolve(&self, name: &str) -> std::io::Result<Vec<SocketAddr>> {
+        let found: Vec<SocketAddr> = tokio::net::lookup_host(name).await?.collect();
+        if found.is_empty() {
+            return Err(std::io::Error::new(std::io::ErrorKind::NotFound, "the name has no addresses"));
+        }
+        Ok(found)
+    }
+
     fn split(&self, stream: TcpStream) -> (TcpReader, TcpWriter) {
         let _ = stream.set_nodelay(true);
         let (read, write) = stream.into_split();
-        (TcpReader(read), TcpWriter(Arc::new(write)))
+        (TcpReader(read), TcpWriter(Arc::new(write), None))
     }
 }
 
@@ -275,14 +318,32 @@ pub struct TcpLink<N: Net = TokioNet> {
     local: SocketAddr,
     id: Identity,
     cfg: TcpConfig,
+    /// Each peer's last good address (from [`TcpConfig::peers`], then from resolving its name).
+    addrs: Vec<Mutex<SocketAddr>>,
     reporter: Reporter,
 }
 
 /// A TCP connection's write half, shared by the driver's direct writes and the writer task.
-pub struct TcpWriter(Arc<OwnedWriteHalf>);
+pub struct TcpWriter(Arc<OwnedWriteHalf>, Option<std::io::ErrorKind>);
 
 /// A TCP connection's read half.
 pub struct TcpReader(OwnedReadHalf);
+
+/// A read half that remembers the kind of the error that ended it, so the connection's end is classified
+/// ([`End::from_kind`]: a reset is not a clean close).
+struct Classified<'a> {
+    read: OwnedReadHalf,
+    error: &'a mut Option<std::io::ErrorKind>,
+}
+
+impl ByteSource for Classified<'_> {
+    async fn read_into(&mut self, buf: &mut Vec<u8>) -> Result<usize, String> {
+        tokio::io::AsyncReadExt::read_buf(&mut self.read, buf).await.map_err(|e| {
+            *self.error = Some(e.kind());
+            e.to_string()
+        })
+    }
+}
 
 impl TryWrite for OwnedWriteHalf {
     fn try_write(&self, bytes: &[u8]) -> std::io::Result<usize> {
@@ -298,21 +359,39 @@ impl Writer for TcpWriter {
     async fn write(&mut self, bytes: &[u8]) -> Result<(), String> {
         let mut from = 0;
         while from < bytes.len() {
-            self.0.writable().await.map_err(|e| e.to_string())?;
+            if let Err(e) = self.0.writable().await {
+                self.1 = Some(e.kind());
+                return Err(e.to_string());
+            }
             match self.0.try_write(&bytes[from..]) {
                 Ok(0) => return Err("connection closed while writing".into()),
                 Ok(k) => from += k,
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                Err(e) => return Err(e.to_string()),
+                Err(e) => {
+                    self.1 = Some(e.kind());
+                    return Err(e.to_string());
+                }
             }
         }
         Ok(())
+    }
+
+    fn failed(&mut self, error: String) -> End {
+        match self.1 {
+            Some(kind) => End::from_kind(kind, error),
+            None => End::Closed(error),
+        }
     }
 }
 
 impl Reader for TcpReader {
     async fn run(self, deliver: Deliver) -> End {
-        deliver.frames(self.0).await
+        let mut error = None;
+        let end = deliver.frames(Classified { read: self.0, error: &mut error }).await;
+        match (end, error) {
+            (End::Closed(text), Some(kind)) => End::from_kind(kind, text),
+            (end, _) => end,
+        }
     }
 }
 
@@ -361,7 +440,7 @@ impl<N: Net> Link for TcpLink<N> {
     /// A connected, authenticated stream; else how long to wait at least before the next attempt, or
     /// `None` when this peer must not be dialed again.
     async fn dial(&self, peer: usize) -> Result<(N::Stream, SocketAddr), Redial> {
-        let addr = self.cfg.peers[peer];
+        let addr = self.address(peer).await;
         let t = self.cfg.handshake_timeout;
         let mut s = match tokio::time::timeout(t, self.net.connect(addr)).await {
             Ok(Ok(s)) => s,
@@ -426,6 +505,37 @@ impl<N: Net> Link for TcpLink<N> {
         };
         self.reporter.report(level, format!("{j}/{}", kind_of(&e)), &msg);
         Err(wait)
+    }
+}
+
+impl<N: Net> TcpLink<N> {
+    /// Where to dial `peer`: its name resolved again if it has one ([`TcpConfig::peer_names`]), else (or
+    /// when that fails) its last good address.
+    async fn address(&self, peer: usize) -> SocketAddr {
+        let last = *self.addrs[peer].lock().unwrap_or_else(|e| e.into_inner());
+        let Some(name) = self.cfg.peer_names.get(peer).and_then(|n| n.as_deref()) else { return last };
+        let t = self.cfg.handshake_timeout;
+        let (reason, error) = match tokio::time::timeout(t, self.net.resolve(name)).await {
+            Ok(Ok(found)) if !found.is_empty() => {
+                // Stay on the address in use while the name still has it (several addresses, or their order
+                // changing, is not a move).
+                let now = if found.contains(&last) { last } else { found[0] };
+                if now != last {
+                    info!(peer, name, was = %last, now = %now, "peer's name resolves to a new address");
+                    *self.addrs[peer].lock().unwrap_or_else(|e| e.into_inner()) = now;
+                }
+                return now;
+            }
+            Ok(Ok(_)) => ("empty".to_string(), "it has no addresses".to_string()),
+            Ok(Err(e)) => (format!("{:?}", e.kind()), e.to_string()),
+            Err(_) => ("timeout".to_string(), format!("no answer within {t:?}")),
+        };
+        self.reporter.report(
+            Level::WARN,
+            format!("{peer}/resolve/{reason}"),
+            &format!("cannot resolve peer {peer}'s name {name} ({error}): dialing its last address {last}"),
+        );
+        last
     }
 }
 

@@ -1,7 +1,7 @@
 //! Runs one dsync node from command-line flags, for multi-process tests and for trying dsync across machines.
 //!
 //! ```text
-//! dsync-node --id 0 --peers 10.0.0.1:7070,10.0.0.2:7070,10.0.0.3:7070 --secret-file /etc/dsync/secret \
+//! dsync-node --id 0 --peers 10.0.0.1:7070,db2.internal:7070,10.0.0.3:7070 --secret-file /etc/dsync/secret \
 //!            [--cluster NAME] [--state-dir DIR | --bootstrap] [--lease-ms 30000] [--refresh-ms 10000]
 //!            [--admin-addr 127.0.0.1:7071 [--admin-token-file F]]
 //!            [--work REGISTER_ADDR --resource NAME --workers K --hold-ms H]
@@ -29,9 +29,19 @@ struct Args {
     /// This node's index in --peers (0-based); every node needs its own.
     #[arg(long, value_name = "N")]
     id: usize,
-    /// Every node's address (ip:port) in index order, the same list on every node.
-    #[arg(long, value_name = "A,B,C", required = true, value_delimiter = ',', value_parser = peer)]
-    peers: Vec<SocketAddr>,
+    /// Every node's address (ip:port or host:port) in index order, the same list on every node.
+    #[arg(
+        long,
+        value_name = "A,B,C",
+        required = true,
+        value_delimiter = ',',
+        value_parser = peer_entry,
+        long_help = "Every node's address in index order, the same list on every node: ip:port, or \
+                     host:port ([v6]:port). Host names are resolved at start (an unresolvable one stops the \
+                     start) and again each time the node reconnects to that peer, so a peer that moved to a \
+                     new address is found again. This node's own entry is where it listens."
+    )]
+    peers: Vec<PeerEntry>,
     /// The cluster secret every connection proves (the same on every node).
     #[arg(long, value_name = "S", group = "the_secret")]
     secret: Option<String>,
@@ -113,7 +123,62 @@ command-line client.
 Exit status: 0 after SIGINT/SIGTERM (and for --help, --version), 1 if the node cannot start (the message names \
 the address, path or setting), 2 for a bad command line.";
 
-/// One `--peers` entry.
+/// One `--peers` entry: an address, or a host name and port resolved at start.
+#[derive(Debug, Clone)]
+enum PeerEntry {
+    /// `ip:port`.
+    Addr(SocketAddr),
+    /// `host:port`, as given.
+    Name(String),
+}
+
+/// Parses one `--peers` entry (syntax only; names are resolved by [`resolve_peers`]).
+fn peer_entry(p: &str) -> Result<PeerEntry, String> {
+    let p = p.trim();
+    if let Ok(a) = p.parse() {
+        return Ok(PeerEntry::Addr(a));
+    }
+    let bad = || format!("{p:?} is not an address like 127.0.0.1:7070 or db1.internal:7070");
+    let (host, port) = p.rsplit_once(':').ok_or_else(bad)?;
+    if host.is_empty() || host.contains(':') || port.parse::<u16>().is_err() {
+        return Err(bad());
+    }
+    Ok(PeerEntry::Name(p.to_owned()))
+}
+
+/// Resolves the `--peers` entries (the first address of each name) and returns them with the names, before
+/// anything is bound; exits with status 2 naming the entry that does not resolve.
+async fn resolve_peers(entries: &[PeerEntry]) -> (Vec<SocketAddr>, Vec<Option<String>>) {
+    let fail = |msg: String| -> ! { Args::command().error(ErrorKind::ValueValidation, msg).exit() };
+    let mut addrs = Vec::with_capacity(entries.len());
+    let mut names = Vec::with_capacity(entries.len());
+    for (i, e) in entries.iter().enumerate() {
+        match e {
+            PeerEntry::Addr(a) => {
+                addrs.push(*a);
+                names.push(None);
+            }
+            PeerEntry::Name(name) => {
+                let found = tokio::time::timeout(Duration::from_secs(10), tokio::net::lookup_host(name.as_str())).await;
+                let first = match found {
+                    Ok(Ok(mut it)) => it.next().ok_or_else(|| "it has no addresses".to_string()),
+                    Ok(Err(e)) => Err(e.to_string()),
+                    Err(_) => Err("no answer within 10 s".to_string()),
+                };
+                match first {
+                    Ok(a) => {
+                        addrs.push(a);
+                        names.push(Some(name.clone()));
+                    }
+                    Err(why) => fail(format!("--peers entry {i} ({name}) cannot be resolved: {why}")),
+                }
+            }
+        }
+    }
+    (addrs, names)
+}
+
+/// An address flag's value (ip:port).
 fn peer(p: &str) -> Result<SocketAddr, String> {
     p.trim().parse().map_err(|_| format!("{p:?} is not an address like 127.0.0.1:7070"))
 }
@@ -164,6 +229,7 @@ async fn main() -> ExitCode {
     let args = Args::parse();
     let secret = secret(&args);
     let admin = admin_settings(&args, &secret);
+    let (peers, peer_names) = resolve_peers(&args.peers).await;
     dsync_tools::init_logging("info");
     // Bound before the node starts, so a taken admin port fails the start instead of leaving a node running
     // without its probes.
@@ -179,12 +245,14 @@ async fn main() -> ExitCode {
     };
     let (lease, refresh) = (Duration::from_millis(args.lease_ms), Duration::from_millis(args.refresh_ms));
     let mut b =
-        NodeBuilder::new(args.peers.clone(), args.id).secret(&secret).cluster_name(&args.cluster).configure(|c| {
-            c.lease = lease;
-            c.refresh_interval = refresh;
-            c.attempt_timeout = (lease / 10).min(Duration::from_secs(1));
-            c.backoff_max = (lease / 20).min(Duration::from_millis(500));
-        });
+        NodeBuilder::new(peers, args.id).peer_names(peer_names).secret(&secret).cluster_name(&args.cluster).configure(
+            |c| {
+                c.lease = lease;
+                c.refresh_interval = refresh;
+                c.attempt_timeout = (lease / 10).min(Duration::from_secs(1));
+                c.backoff_max = (lease / 20).min(Duration::from_millis(500));
+            },
+        );
     if let Some(dir) = &args.state_dir {
         b = b.state_dir(dir);
     }
