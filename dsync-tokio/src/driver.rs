@@ -136,6 +136,9 @@ pub(crate) struct Driver<T: Transport> {
     /// then the locker denies write locks, so the node is not ready.
     floor_durable: bool,
     bugs: Bugs,
+    /// The `metrics` feature's publisher, if the node was started with one ([`Driver::with_metrics`]).
+    #[cfg(feature = "metrics")]
+    metrics: Option<crate::metrics::Publisher>,
 }
 
 impl<T: Transport> Driver<T> {
@@ -166,9 +169,35 @@ impl<T: Transport> Driver<T> {
             status,
             told_no_floor: false,
             bugs,
+            #[cfg(feature = "metrics")]
+            metrics: None,
         };
         driver.publish();
         driver
+    }
+
+    /// Publishes this node's counters and gauges through the `metrics` facade, labelled with its index and
+    /// `cluster` (handles are registered with the recorder installed now). The transport's counters, which
+    /// change outside the driver, are published by a task of their own.
+    #[cfg(feature = "metrics")]
+    pub(crate) fn with_metrics(mut self, cluster: &str) -> Self {
+        use crate::metrics::{Publisher, TransportPublisher};
+        let (id, nodes) = (self.core.id(), self.core.config().nodes);
+        self.metrics = Some(Publisher::new(id, nodes, cluster));
+        if let Some(stats) = self.transport.stats() {
+            TransportPublisher::new(id, cluster, stats).spawn(self.status.subscribe());
+        }
+        self.publish_metrics();
+        self
+    }
+
+    /// Adds the counters' changes since the last call to the `metrics` handles, and the gauges if the status
+    /// moved: a few integer comparisons per driver turn, no allocation or system call (see src/metrics.rs).
+    #[cfg(feature = "metrics")]
+    fn publish_metrics(&mut self) {
+        if let Some(m) = &mut self.metrics {
+            m.publish(self.core.counters(), &self.status.borrow());
+        }
     }
 
     /// Publishes the status if it changed (cheap when it did not: one comparison).
@@ -214,6 +243,8 @@ impl<T: Transport> Driver<T> {
                 true
             }
         });
+        #[cfg(feature = "metrics")]
+        self.publish_metrics();
     }
 
     fn now(&self) -> Instant {
@@ -326,6 +357,8 @@ impl<T: Transport> Driver<T> {
             }
         }
         self.status.send_replace(Published { serving: Phase::Stopped, peers_up: NodeSet::EMPTY });
+        #[cfg(feature = "metrics")]
+        self.publish_metrics();
         self.transport.shutdown().await;
         self.handles.stopped();
         if let Some((reply, _)) = shutdown {

@@ -32,6 +32,40 @@
 //! One task per node (the driver) owns the sans-IO core, its timer and the transport; handles talk to it
 //! over channels. Dropping a [`Guard`] queues its release without blocking and without a runtime; dropping a
 //! pending `lock()` future cancels the acquisition and releases anything it had gathered.
+//!
+//! # Observability
+//!
+//! Lock lifecycle (acquiring, acquired, failed, lost, released) and connection changes (peer up/down,
+//! refused handshakes) are [`tracing`] events inside a `dsync` span carrying the node's index: install any
+//! `tracing` subscriber to see them. [`Node::counters`], [`Node::transport_stats`] and [`Node::status`] read
+//! the numbers directly.
+//!
+//! With the **`metrics`** feature (off by default), the driver also publishes them through the
+//! [`metrics`](https://docs.rs/metrics) facade (0.24), labelled `node` (the node's index) and `cluster` (its
+//! [`NodeBuilder::cluster_name`]): every core counter as `dsync_<name>_total` (`dsync_grants_total`,
+//! `dsync_acquired_total`, `dsync_lost_total`, ... — one per field of [`Counters`](dsync_core::Counters)), the
+//! transport's `dsync_transport_{dropped,rejected,writes,frames}_total`, and the gauges `dsync_serving`, `dsync_ready`
+//! and `dsync_peers_up`. Names and help texts are those of `dsync-node --admin-addr`'s `/metrics`. Counters are added
+//! after each turn of the driver loop from values the driver already keeps: no allocation or system call per message
+//! (the transport's, which change outside the driver, every second). This crate only emits; the application chooses the
+//! exporter and **installs it before starting the node** (handles are registered at start, as with any `metrics` user).
+//! For Prometheus, with `metrics-exporter-prometheus` in the application's own dependencies:
+//!
+//! ```text
+//! # Cargo.toml
+//! dsync-tokio = { version = "0.1", features = ["metrics"] }
+//! metrics-exporter-prometheus = "..."  # a release built on metrics 0.24
+//!
+//! // main.rs: serve http://0.0.0.0:9100/metrics, then start the node
+//! metrics_exporter_prometheus::PrometheusBuilder::new()
+//!     .with_http_listener(([0, 0, 0, 0], 9100))
+//!     .install()?;
+//! let node = dsync_tokio::NodeBuilder::new(peers, 0).secret(secret).cluster_name("orders").start_tcp().await?;
+//! ```
+//!
+//! The exporter must use the same `metrics` major version as this crate (0.24): `cargo tree -d -i metrics`
+//! shows two copies otherwise, and the node's values then go to a recorder nobody reads. Any other `metrics`
+//! exporter (StatsD, OpenTelemetry, ...) is wired the same way.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -46,6 +80,8 @@ mod inbound;
 mod lock;
 #[cfg(all(test, dsync_loom))]
 mod loom_models;
+#[cfg(feature = "metrics")]
+mod metrics;
 mod node;
 mod planted;
 mod state;

@@ -306,6 +306,8 @@ impl NodeBuilder {
         let transport_stats = transport.stats();
         let driver =
             span.in_scope(|| Driver::new(core, transport, (commands, control), state, handles, status_tx, self.bugs));
+        #[cfg(feature = "metrics")]
+        let driver = driver.with_metrics(&self.cluster);
         tokio::spawn(tracing::Instrument::instrument(driver.run(), span));
         Ok(Node {
             shared: Arc::new(Shared {
