@@ -285,16 +285,35 @@ async fn main() -> ExitCode {
             }));
         }
     }
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("signal handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
+    stop_requested().await;
     for w in workers {
         w.abort();
     }
     node.shutdown().await;
     ExitCode::SUCCESS
+}
+
+/// Resolves when the operator asks the node to stop: Ctrl-C everywhere, and SIGTERM (what service managers and
+/// container runtimes send) on Unix. A handler that cannot be installed is reported and the other one kept.
+async fn stop_requested() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+                return;
+            }
+            Err(e) => eprintln!("dsync-node: cannot handle SIGTERM ({e}); stop with Ctrl-C"),
+        }
+    }
+    if let Err(e) = tokio::signal::ctrl_c().await {
+        eprintln!("dsync-node: cannot handle Ctrl-C ({e}); stop the process to stop the node");
+        std::future::pending::<()>().await;
+    }
 }
 
 /// Takes the lock over and over, reporting each hold to the fenced register.
