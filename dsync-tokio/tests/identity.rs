@@ -7,78 +7,18 @@
 
 mod common;
 
+use common::logs::Logs;
 use common::{soon, tokio_listeners};
 use dsync_tokio::tcp::handshake::{self, Identity};
 use dsync_tokio::tcp::{TcpConfig, TcpConfigError, TcpTransport};
 use dsync_tokio::Transport;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
-use tracing::subscriber::DefaultGuard;
 
 const SECRET: &[u8] = b"identity secret";
-
-/// The log lines of one test.
-#[derive(Clone, Default)]
-struct Logs(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Logs {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Logs {
-    type Writer = Logs;
-    fn make_writer(&'a self) -> Logs {
-        self.clone()
-    }
-}
-
-impl Logs {
-    /// Captures INFO and above on this thread until the guard drops.
-    fn capture() -> (Logs, DefaultGuard) {
-        let logs = Logs::default();
-        let sub = tracing_subscriber::fmt()
-            .with_ansi(false)
-            .with_max_level(tracing::Level::INFO)
-            .with_writer(logs.clone())
-            .finish();
-        (logs.clone(), tracing::subscriber::set_default(sub))
-    }
-
-    fn lines(&self) -> Vec<String> {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).lines().map(str::to_owned).collect()
-    }
-
-    /// Lines at `level` ("WARN", "ERROR") logged by node `node`'s transport that contain `text`.
-    fn of(&self, node: usize, level: &str, text: &str) -> Vec<String> {
-        let tag = format!("dsync-tcp{{node={node}}}");
-        self.lines().into_iter().filter(|l| l.contains(&tag) && l.contains(level) && l.contains(text)).collect()
-    }
-
-    /// Waits until node `node` logged a line at `level` containing `text`.
-    async fn wait_for(&self, node: usize, level: &str, text: &str) {
-        let seen = async {
-            while self.of(node, level, text).is_empty() {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        };
-        if tokio::time::timeout(common::PATIENCE, seen).await.is_err() {
-            panic!("node {node} did not log {level} {text:?} within {:?}; the log:\n{}", common::PATIENCE, self.dump());
-        }
-    }
-
-    fn dump(&self) -> String {
-        self.lines().join("\n")
-    }
-}
 
 /// Node `me` of `peers`, redialing quickly so a test sees many attempts.
 fn config(peers: &[SocketAddr], me: usize, cluster: &str, secret: &[u8]) -> TcpConfig {

@@ -9,75 +9,15 @@ mod common;
 #[path = "common/raw_peer.rs"]
 mod raw_peer;
 
-use common::{soon, tokio_listeners, PATIENCE};
+use common::logs::Logs;
+use common::{soon, tokio_listeners};
 use dsync_tokio::tcp::{TcpConfig, TcpTransport};
 use dsync_tokio::Transport;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
-use tracing::subscriber::DefaultGuard;
-
-/// The log lines of one test.
-#[derive(Clone, Default)]
-struct Logs(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Logs {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Logs {
-    type Writer = Logs;
-    fn make_writer(&'a self) -> Logs {
-        self.clone()
-    }
-}
-
-impl Logs {
-    /// Captures INFO and above on this thread until the guard drops.
-    fn capture() -> (Logs, DefaultGuard) {
-        let logs = Logs::default();
-        let sub = tracing_subscriber::fmt()
-            .with_ansi(false)
-            .with_max_level(tracing::Level::INFO)
-            .with_writer(logs.clone())
-            .finish();
-        (logs.clone(), tracing::subscriber::set_default(sub))
-    }
-
-    fn lines(&self) -> Vec<String> {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).lines().map(str::to_owned).collect()
-    }
-
-    /// Node `node`'s lines that contain `text`, at any level.
-    fn of(&self, node: usize, text: &str) -> Vec<String> {
-        let tag = format!("dsync-tcp{{node={node}}}");
-        self.lines().into_iter().filter(|l| l.contains(&tag) && l.contains(text)).collect()
-    }
-
-    /// Waits until node `node` logged a line containing `text`.
-    async fn wait_for(&self, node: usize, text: &str) {
-        let seen = async {
-            while self.of(node, text).is_empty() {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        };
-        if tokio::time::timeout(PATIENCE, seen).await.is_err() {
-            panic!("node {node} did not log {text:?} within {PATIENCE:?}; the log:\n{}", self.dump());
-        }
-    }
-
-    fn dump(&self) -> String {
-        self.lines().join("\n")
-    }
-}
 
 /// Node `me` of `peers`, with `NodeBuilder`'s default cluster name (the raw peer's).
 fn config(peers: &[SocketAddr], me: usize) -> TcpConfig {
@@ -105,8 +45,8 @@ fn run(cfg: TcpConfig, listener: TcpListener) -> (oneshot::Sender<()>, tokio::ta
 
 /// The one up and one down line of node `node`: exactly one of each, both at INFO.
 fn one_up_one_down(logs: &Logs, node: usize) -> (String, String) {
-    let ups = logs.of(node, "peer up");
-    let downs = logs.of(node, "peer down");
+    let ups = logs.of(node, "", "peer up");
+    let downs = logs.of(node, "", "peer down");
     assert_eq!(ups.len(), 1, "one line per connection start:\n{}", logs.dump());
     assert_eq!(downs.len(), 1, "one line per connection end:\n{}", logs.dump());
     for l in ups.iter().chain(&downs) {
@@ -124,12 +64,12 @@ async fn a_reset_connection_is_one_down_line_saying_reset() {
     // reset, as when a killed process leaves unread data behind.
     let s = raw_peer::connect_as(addrs[1], 0, 2, 1, common::SECRET, None).await;
     let from = s.local_addr().unwrap();
-    logs.wait_for(1, "peer up").await;
+    logs.wait_for(1, "", "peer up").await;
     // A zero linger does not block on drop (what the deprecation warns of).
     #[allow(deprecated)]
     s.set_linger(Some(Duration::ZERO)).unwrap();
     drop(s);
-    logs.wait_for(1, "peer down").await;
+    logs.wait_for(1, "", "peer down").await;
     // Nothing more comes (node 1 does not dial node 0).
     tokio::time::sleep(Duration::from_millis(300)).await;
     let (up, down) = one_up_one_down(&logs, 1);
@@ -147,11 +87,11 @@ async fn a_clean_shutdown_is_shutdown_on_one_side_and_closed_on_the_other() {
     let (mut ls, addrs) = tokio_listeners(2).await;
     let (_stop1, _task1) = run(config(&addrs, 1), ls.pop().unwrap());
     let (stop0, task0) = run(config(&addrs, 0), ls.pop().unwrap());
-    logs.wait_for(0, "peer up").await;
-    logs.wait_for(1, "peer up").await;
+    logs.wait_for(0, "", "peer up").await;
+    logs.wait_for(1, "", "peer up").await;
     stop0.send(()).unwrap();
     soon("node 0 shuts down", task0).await.unwrap();
-    logs.wait_for(1, "peer down").await;
+    logs.wait_for(1, "", "peer down").await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let (up0, down0) = one_up_one_down(&logs, 0);
     let (up1, down1) = one_up_one_down(&logs, 1);

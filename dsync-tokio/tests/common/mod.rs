@@ -1,6 +1,8 @@
 //! Starting in-process clusters on loopback with ports chosen by the OS.
 #![allow(dead_code)]
 
+pub mod logs;
+
 use dsync_tokio::core::Config;
 use dsync_tokio::{Node, NodeBuilder};
 use std::net::{SocketAddr, TcpListener};
