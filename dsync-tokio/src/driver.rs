@@ -52,7 +52,7 @@ pub(crate) enum Command {
     },
     ForceUnlock {
         target: ForceTarget,
-        reply: oneshot::Sender<Result<usize, LockError>>,
+        reply: oneshot::Sender<Result<ForceReport, LockError>>,
     },
     Counters {
         reply: oneshot::Sender<Counters>,
@@ -93,6 +93,16 @@ pub struct Holders {
     pub truncated: bool,
 }
 
+/// What a force-unlock did: the grants it removed and which nodes answered. A node that did not answer may
+/// still hold a matching grant (and may remove it later, when the command reaches it).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ForceReport {
+    /// Grants removed, summed over the nodes that answered.
+    pub removed: usize,
+    /// The nodes that answered.
+    pub answered: NodeSet,
+}
+
 /// What a successful acquisition hands to the application. Dropping it (e.g. because the `lock()` future was
 /// cancelled while the reply was in flight) releases the lock.
 pub(crate) struct Grant {
@@ -126,7 +136,7 @@ pub(crate) struct Driver<T: Transport> {
     floors_done: mpsc::UnboundedReceiver<Result<u64, u64>>,
     handles: Handles,
     holder_queries: BTreeMap<QueryId, oneshot::Sender<Result<Holders, LockError>>>,
-    force_queries: BTreeMap<QueryId, oneshot::Sender<Result<usize, LockError>>>,
+    force_queries: BTreeMap<QueryId, oneshot::Sender<Result<ForceReport, LockError>>>,
     /// Peers with a live connection, as the transport reported them.
     peers_up: NodeSet,
     status: watch::Sender<Published>,
@@ -516,9 +526,9 @@ impl<T: Transport> Driver<T> {
                     let _ = reply.send(Ok(Holders { entries, answered, truncated }));
                 }
             }
-            Event::ForceUnlocked { query, removed, .. } => {
+            Event::ForceUnlocked { query, removed, answered } => {
                 if let Some(reply) = self.force_queries.remove(&query) {
-                    let _ = reply.send(Ok(removed));
+                    let _ = reply.send(Ok(ForceReport { removed, answered }));
                 }
             }
             Event::Serving => info!(node = self.core.id(), "serving: this node grants locks"),

@@ -90,7 +90,7 @@ pub mod tcp;
 mod transport;
 
 pub use disk::{Disk, OsDisk};
-pub use driver::{Holders, Released};
+pub use driver::{ForceReport, Holders, Released};
 pub use dsync_core as core;
 pub use dsync_core::{ForceTarget, HolderEntry, Mode, Start};
 pub use entropy::Entropy;

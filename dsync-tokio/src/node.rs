@@ -1,7 +1,7 @@
 //! Starting a node ([`NodeBuilder`]) and the cloneable [`Node`] handle the application keeps.
 
 use crate::disk::{Disk, OsDisk};
-use crate::driver::{Command, Driver, Holders};
+use crate::driver::{Command, Driver, ForceReport, Holders};
 use crate::engine::Stats;
 use crate::entropy::Entropy;
 use crate::error::{LockError, StartError};
@@ -484,6 +484,12 @@ impl Node {
     /// Administrative: removes matching grants on every reachable node; returns how many were removed.
     /// Errors as for [`Node::holders`].
     pub async fn force_unlock(&self, target: ForceTarget) -> Result<usize, LockError> {
+        Ok(self.force_unlock_report(target).await?.removed)
+    }
+
+    /// As [`Node::force_unlock`], with which nodes answered: a node that did not may still hold a matching
+    /// grant, and remove it only when the command reaches it.
+    pub async fn force_unlock_report(&self, target: ForceTarget) -> Result<ForceReport, LockError> {
         let (reply, answer) = oneshot::channel();
         self.command(Command::ForceUnlock { target, reply }).await?;
         answer.await.map_err(|_| LockError::ShutDown)?

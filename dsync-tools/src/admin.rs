@@ -258,9 +258,13 @@ impl State {
             Ok(Ok(b)) => b.to_bytes(),
         };
         let target = parse_force_target(&bytes, self.node.nodes())?;
-        let removed = self.node.force_unlock(target.clone()).await.map_err(node_error)?;
-        tracing::warn!(client = %peer.ip(), ?target, removed, "admin endpoint: force-unlock");
-        Ok(json_response(StatusCode::OK, &json!({ "removed": removed })))
+        let report = self.node.force_unlock_report(target.clone()).await.map_err(node_error)?;
+        let answered: Vec<usize> = report.answered.iter().collect();
+        let removed = report.removed;
+        tracing::warn!(client = %peer.ip(), ?target, removed, ?answered, "admin endpoint: force-unlock");
+        // A node that did not answer may still hold a matching grant: the operator must be able to tell.
+        let body = json!({ "removed": removed, "answered": answered, "nodes": self.node.nodes() });
+        Ok(json_response(StatusCode::OK, &body))
     }
 }
 

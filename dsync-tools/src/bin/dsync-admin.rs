@@ -128,10 +128,23 @@ async fn main() -> ExitCode {
         Cmd::Health => println!("ok"),
         Cmd::Ready => println!("ready: serving, peers up {}", json["peers_up"]),
         Cmd::Locks { .. } => print!("{}", table(&json)),
-        Cmd::ForceUnlock { .. } => println!("removed {} grant(s)", json["removed"]),
+        Cmd::ForceUnlock { .. } => {
+            println!("removed {} grant(s)", json["removed"]);
+            let silent = silent_nodes(&json);
+            if !silent.is_empty() {
+                eprintln!("dsync-admin: nodes {silent:?} did not answer and may still hold grants; run it again later");
+            }
+        }
         Cmd::Metrics => {}
     }
     ExitCode::SUCCESS
+}
+
+/// The nodes a force-unlock's answer says did not answer (none when the answer does not say).
+fn silent_nodes(json: &Value) -> Vec<u64> {
+    let (Some(n), Some(answered)) = (json["nodes"].as_u64(), json["answered"].as_array()) else { return Vec::new() };
+    let answered: Vec<u64> = answered.iter().filter_map(Value::as_u64).collect();
+    (0..n).filter(|i| !answered.contains(i)).collect()
 }
 
 /// One request on a fresh connection; the status and the body as text.
