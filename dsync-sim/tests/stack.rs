@@ -54,6 +54,26 @@ fn every_planted_bug_is_caught() {
     }
 }
 
+/// The protocol's planted bugs of revocation (PROTOCOL.md §6.8) and fast rejoin (§6.7, step 2) reach the
+/// applications through the whole stack: a force-unlocked holder that keeps believing in a quiet network,
+/// and a dead incarnation's grant counted after its rejoin (the stack's rejoin race, with the dead
+/// connection's frames delivered late). Each at the first seed of `dsync-sim stack --nodes 3
+/// --plant-core-bug B` that catches it; the same seed passes without the bug.
+#[test]
+fn the_protocol_bugs_of_revocation_and_rejoin_are_caught_through_the_stack() {
+    use dsync_core::PlantedBug as CoreBug;
+    let cases =
+        [(CoreBug::RevocationIgnored, 4, Kind::Revocation), (CoreBug::RejoinCountsStaleReplies, 23, Kind::Exclusion)];
+    for (bug, seed, kind) in cases {
+        let o = StackOptions { core_bug: Some(bug), ..opts(3, None) };
+        let r = run_stack_seed(seed, &o);
+        let got = r.first_unexcused().map(|v| v.kind);
+        assert_eq!(got, Some(kind), "{} at seed {seed}: {:?}", bug.name(), r.violations);
+        let clean = run_stack_seed(seed, &opts(3, None));
+        assert_eq!(clean.verdict(), Verdict::Pass, "seed {seed} fails without the bug: {:?}", clean.violations);
+    }
+}
+
 /// A user's scenario: node 0 takes "x" and is cut off from the others; its application then freezes (a GC
 /// pause) long past the lease. Node 1 takes "x" meanwhile and writes. When node 0 wakes up and writes
 /// with its old token, the fenced register rejects it — and that is no violation, because node 0's guard

@@ -60,7 +60,7 @@ pub struct AppCtx {
 
 /// How an attempt asks.
 #[derive(Clone, Copy, Debug)]
-enum Style {
+pub(crate) enum Style {
     Lock,
     TryFor(Duration),
     Timeout(Duration),
@@ -109,7 +109,7 @@ pub async fn workload(ctx: AppCtx, app: usize) {
 }
 
 /// One attempt in `style`; records waiting calls and failures.
-async fn attempt(ctx: &AppCtx, app: usize, res: &[String], mode: Mode, style: Style) -> Option<Guard> {
+pub(crate) async fn attempt(ctx: &AppCtx, app: usize, res: &[String], mode: Mode, style: Style) -> Option<Guard> {
     let (m, rw) = (ctx.node.mutex(res.iter().cloned()), ctx.node.rwlock(res.iter().cloned()));
     let t = now();
     ctx.rec.event(t, ctx.id, app, "ask", &[mode as u64, style_word(style)], || format!("{mode:?} {res:?} {style:?}"));
@@ -159,7 +159,7 @@ async fn attempt(ctx: &AppCtx, app: usize, res: &[String], mode: Mode, style: St
 /// Holds `guard` for `hold_for`, writing `writes` times (write locks), with an optional GC-like `pause`
 /// before the last write; then releases it (`release`) or drops it.
 #[allow(clippy::too_many_arguments)]
-async fn hold(
+pub(crate) async fn hold(
     ctx: &AppCtx,
     app: usize,
     guard: Guard,
@@ -211,8 +211,11 @@ pub(crate) fn begin(ctx: &AppCtx, app: usize, guard: &Guard, res: &[String], mod
             start: t,
             end: None,
             lost_at: None,
+            voided: None,
         });
-        r.holds.len() - 1
+        let h = r.holds.len() - 1;
+        super::force::void_on_begin(&mut r, h);
+        h
     };
     ctx.rec.event(t, ctx.id, app, "acquired", &[h as u64, token, mode as u64], || {
         format!("hold {h} {mode:?} {res:?} token {token}")

@@ -1,15 +1,17 @@
 //! Turning the run's record into the checkers' inputs ([`crate::check`]) and running them: mutual exclusion
 //! over the applications' belief intervals in true time, token order, the fenced register (judged while
-//! running, see [`super::register`]), liveness after healing, and leaks at the end.
+//! running, see [`super::register`]), revocation after force-unlocks ([`super::force`]), liveness after
+//! healing, and leaks at the end.
 
+use super::plan::Plan;
 use super::record::Record;
 use crate::check::{self, HoldRecord, Kind, Violation};
 
 /// At most this many violations of one kind are reported.
 const CAP: usize = 16;
 
-/// Every checker over `rec`, the run having stopped at true time `end`.
-pub fn run(rec: &Record, end: u64) -> Vec<Violation> {
+/// Every checker over `rec` of a run of `plan`, the run having stopped at true time `end`.
+pub fn run(rec: &Record, plan: &Plan, end: u64) -> Vec<Violation> {
     let holds: Vec<HoldRecord> = rec
         .holds
         .iter()
@@ -25,13 +27,14 @@ pub fn run(rec: &Record, end: u64) -> Vec<Violation> {
                 token: h.token,
                 intervals: vec![(h.start, stop.max(h.start))],
                 open: h.end.is_none(),
-                voided: None,
+                voided: h.voided,
             }
         })
         .collect();
     let mut out = rec.violations.clone();
     out.extend(check::exclusion::check(&holds, &rec.names, CAP));
     out.extend(check::fencing::check_token_order(&holds, &rec.names, CAP));
+    out.extend(super::force::check(rec, &holds, plan, CAP));
     out.extend(check::liveness::check(&rec.probes, end));
     for c in rec.calls.iter().filter(|c| !c.crashed).take(CAP) {
         let late = match (c.resolved, c.bound) {

@@ -11,6 +11,7 @@
 use super::net::Resets;
 use super::plan::{Fault, Plan};
 use super::record::Recorder;
+use super::reorder::Stalls;
 use super::sockets::SocketTable;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
@@ -31,6 +32,7 @@ pub struct Faults {
     /// Per node, how many times its state directory was wiped (the host reads it at start).
     wipes: Arc<Mutex<Vec<u32>>>,
     resets: Resets,
+    stalls: Stalls,
     tables: Vec<SocketTable>,
     ips: Vec<IpAddr>,
     nodes: usize,
@@ -43,6 +45,8 @@ enum Action {
     Apply(Fault),
     Release { side: u64 },
     RepairOneWay { from: u64 },
+    ReleaseLinks { node: usize, peers: u64 },
+    Unstall { node: usize, from: usize },
     Restart { nodes: u64, wipe: bool },
 }
 
@@ -52,6 +56,7 @@ impl Faults {
         plan: &Plan,
         sim: &Sim<'_>,
         resets: Resets,
+        stalls: Stalls,
         tables: Vec<SocketTable>,
         wipes: Arc<Mutex<Vec<u32>>>,
     ) -> Self {
@@ -63,6 +68,7 @@ impl Faults {
             down: 0,
             wipes,
             resets,
+            stalls,
             tables,
             ips,
             nodes: plan.nodes,
@@ -127,6 +133,22 @@ impl Faults {
             Action::Apply(Fault::Reset { a, b }) => {
                 self.resets.reset_between(self.ips[a], self.ips[b]);
             }
+            Action::Apply(Fault::HoldLinks { node, peers, until }) => {
+                for b in self.names(peers & !(1 << node)) {
+                    sim.hold(host(node).as_str(), b.as_str());
+                }
+                self.schedule(until, Action::ReleaseLinks { node, peers });
+            }
+            Action::ReleaseLinks { node, peers } => {
+                for b in self.names(peers & !(1 << node)) {
+                    sim.release(host(node).as_str(), b.as_str());
+                }
+            }
+            Action::Apply(Fault::Stall { node, from, until }) => {
+                self.stalls.stall(node, from);
+                self.schedule(until, Action::Unstall { node, from });
+            }
+            Action::Unstall { node, from } => self.stalls.release(node, from),
             Action::Apply(Fault::Latency { max }) => {
                 sim.set_max_message_latency(Duration::from_nanos(max.max(self.min_latency)));
             }
@@ -180,5 +202,9 @@ fn action_word(a: &Action) -> u64 {
         Action::Release { side } => 6 << 56 | side,
         Action::RepairOneWay { from } => 7 << 56 | from,
         Action::Restart { nodes, wipe } => 8 << 56 | (*wipe as u64) << 40 | nodes,
+        Action::Apply(Fault::HoldLinks { node, peers, .. }) => 9 << 56 | (*node as u64) << 48 | peers,
+        Action::ReleaseLinks { node, peers } => 10 << 56 | (*node as u64) << 48 | peers,
+        Action::Apply(Fault::Stall { node, from, .. }) => 11 << 56 | (*node as u64) << 8 | *from as u64,
+        Action::Unstall { node, from } => 12 << 56 | (*node as u64) << 8 | *from as u64,
     }
 }

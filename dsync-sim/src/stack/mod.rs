@@ -15,7 +15,8 @@
 //!    partitions (TCP segments held, delivered on repair), one-way partitions (segments dropped; the
 //!    connections reset on repair, modelling the TCP user timeout), connection resets, latency changes,
 //!    crashes with the state directory kept or wiped, crash waves of a majority or the whole cluster, and
-//!    GC-like pauses of applications holding a lock (past the lease or not).
+//!    GC-like pauses of applications holding a lock (past the lease or not); and, in some seeds, an
+//!    administrator's force-unlocks of held resources ([`force`]).
 //! 2. **Fault phase** (`0..heal_at`): turmoil steps 1 ms at a time; between steps the harness applies the
 //!    faults that are due ([`faults`]). Each host runs [`app::workload`] tasks.
 //! 3. **Heal** (`heal_at`): every partition is repaired, crashed hosts restart (state kept), the workload
@@ -25,7 +26,8 @@
 //! 5. **Quiescence**: once every probe resolved and every guard was released, two leases pass, then every
 //!    node asks `holders(None)`: it must be empty ([`app::query`]).
 //! 6. **Checks** ([`checks`]): exclusion over belief intervals, token order, the fenced register, liveness
-//!    (probes, every `lock()` call resolved, every query answered), leaks.
+//!    (probes, every `lock()` call resolved, every query answered), leaks, and the revocation of
+//!    force-unlocked holds in quiet windows.
 //!
 //! The result is the crate's [`Report`](crate::Report), so the verdict and the command line's output are
 //! the same as `dsync-sim run`'s. `events` counts the records hashed into the trace (attempts, grants,
@@ -61,10 +63,13 @@ mod catch;
 pub mod checks;
 pub mod disk;
 pub mod faults;
+pub mod force;
 pub mod net;
 pub mod plan;
+pub mod race;
 pub mod record;
 pub mod register;
+pub mod reorder;
 mod scenario;
 pub mod sockets;
 
@@ -135,6 +140,7 @@ pub(crate) struct HostEnv {
     pub(crate) plan: Arc<Plan>,
     pub(crate) rec: Recorder,
     pub(crate) resets: Resets,
+    pub(crate) stalls: reorder::Stalls,
     pub(crate) tables: Vec<sockets::SocketTable>,
     pub(crate) wipes: Arc<Mutex<Vec<u32>>>,
     pub(crate) bug: Option<PlantedBug>,
@@ -196,6 +202,7 @@ async fn start_node(env: &HostEnv, i: usize, inc: u32, dir: &str) -> Result<Node
         local,
     )
     .map_err(|e| format!("transport: {e}"))?;
+    let transport = env.stalls.wrap(i, transport);
     NodeBuilder::new(peers, i)
         .secret(&secret[..])
         .cluster_name("sim")
@@ -231,6 +238,18 @@ pub(crate) async fn host_main(env: HostEnv, i: usize) -> turmoil::Result {
                 for a in 0..env.plan.apps {
                     let what = format!("node {i}'s workload task {a}");
                     spawn(Box::pin(app::workload(ctx.clone(), a)), what, Kind::Liveness);
+                }
+                let t = now();
+                for race in env.plan.races.iter().filter(|r| r.victim == i || r.contender == i) {
+                    let at = if race.victim == i { race.ask_at } else { race.contend_at };
+                    if at > t {
+                        let what = format!("node {i}'s part in the rejoin race on {}", race.resource);
+                        spawn(Box::pin(race::run(ctx.clone(), race.clone())), what, Kind::Liveness);
+                    }
+                }
+                for &(at, _) in env.plan.forces.iter().filter(|&&(at, admin)| admin == i && at > t) {
+                    let what = format!("node {i}'s administrator");
+                    spawn(Box::pin(force::admin(ctx.clone(), at)), what, Kind::Liveness);
                 }
             }
             for (k, f) in env.apps.iter().enumerate() {
@@ -317,8 +336,9 @@ pub(crate) fn drive(sim: &mut turmoil::Sim<'_>, faults: &mut Faults, rec: &Recor
 }
 
 /// The report of a finished run.
-pub(crate) fn report(seed: u64, nodes: usize, rec: &Recorder, end: u64) -> Report {
-    let violations = checks::run(&rec.lock(), end);
+pub(crate) fn report(seed: u64, plan: &Plan, rec: &Recorder, end: u64) -> Report {
+    let nodes = plan.nodes;
+    let violations = checks::run(&rec.lock(), plan, end);
     let r = rec.lock();
     let (writes_accepted, writes_rejected) = r.store.totals();
     let stats = Stats {

@@ -37,6 +37,27 @@ pub enum Fault {
         /// When it is repaired.
         until: u64,
     },
+    /// Segments between `node` and each node in `peers` are held (two-way, as [`Fault::Hold`]) until
+    /// `until`; the rest of the network flows.
+    HoldLinks {
+        /// The node cut off from `peers`.
+        node: usize,
+        /// Bit mask of the nodes it cannot reach.
+        peers: u64,
+        /// When the held segments are released.
+        until: u64,
+    },
+    /// Node `node`'s driver does not see messages from `from` until their connection is replaced; then it
+    /// gets them right behind the new connection's first messages (or in order at `until`, if no new
+    /// connection came): the late frames of a dead connection ([`super::reorder`]).
+    Stall {
+        /// The receiving node.
+        node: usize,
+        /// The sender whose messages are withheld.
+        from: usize,
+        /// When the stall ends at the latest.
+        until: u64,
+    },
     /// Every connection between `a` and `b` is reset.
     Reset {
         /// One end.
@@ -90,6 +111,11 @@ pub struct Plan {
     pub sync_probability: f64,
     /// Faults, by true time, all before `heal_at`.
     pub faults: Vec<(u64, Fault)>,
+    /// Rejoin races staged ([`super::race`]).
+    pub races: Vec<super::race::Race>,
+    /// Force-unlocks an administrator issues (PROTOCOL.md §6.8), by true time: from which node, on the
+    /// resource of the oldest hold then (see [`super::force`]).
+    pub forces: Vec<(u64, usize)>,
     /// When every fault is over and the network heals.
     pub heal_at: u64,
 }
@@ -128,6 +154,8 @@ pub fn generate(seed: u64, nodes: usize) -> Plan {
         multi_prob: [0.0, 0.15][mix.below(2) as usize],
         sync_probability: [0.05, 0.2, 0.5][mix.below(3) as usize],
         faults: Vec::new(),
+        forces: Vec::new(),
+        races: Vec::new(),
         heal_at,
     };
     let end = heal_at - S;
@@ -175,7 +203,9 @@ pub fn generate(seed: u64, nodes: usize) -> Plan {
             // At most one wiped directory per run: a node that lost its state recovers its floor from a read
             // quorum of peers that know theirs, so wiping a majority within one recovery window wedges the
             // cluster *by design* (it must never reissue tokens) — an operator's disaster, not a finding.
-            let wipe = wipes && !wiped && r.chance(0.3);
+            // A single node has no peer to recover its floor from: wiping its only directory starts a new
+            // cluster, whose tokens start again — by design, so not planned.
+            let wipe = wipes && nodes > 1 && !wiped && r.chance(0.3);
             wiped |= wipe;
             plan.faults.push((at, Fault::Crash { nodes: 1 << node, restart, wipe }));
         }
@@ -189,6 +219,16 @@ pub fn generate(seed: u64, nodes: usize) -> Plan {
         }
     }
     plan.faults.sort_by_key(|f| f.0);
+    // Force-unlocks come from a stream of their own, so that adding them left every other draw as it was.
+    let mut f = Rng::new(seed, 0x57AC_0003);
+    if f.chance(0.4) {
+        for _ in 0..f.range(1, 5) {
+            plan.forces.push((f.range(S, end), f.below(nodes as u64) as usize));
+        }
+        plan.forces.sort_unstable();
+    }
+    // So do rejoin races; one replaces the other faults near it.
+    super::race::draw(&mut Rng::new(seed, 0x57AC_0004), &mut plan, 0.3);
     plan
 }
 
@@ -226,6 +266,12 @@ impl fmt::Display for Plan {
         )?;
         for (at, fault) in &self.faults {
             writeln!(f, "  {:>10.3}s {fault:?}", *at as f64 / 1e9)?;
+        }
+        for race in &self.races {
+            writeln!(f, "  {:>10.3}s {race:?}", race.ask_at as f64 / 1e9)?;
+        }
+        for (at, admin) in &self.forces {
+            writeln!(f, "  {:>10.3}s ForceUnlock {{ admin: {admin} }}", *at as f64 / 1e9)?;
         }
         Ok(())
     }

@@ -33,6 +33,8 @@ pub struct Hold {
     pub end: Option<u64>,
     /// True time the guard's `lost()` resolved, if it did.
     pub lost_at: Option<u64>,
+    /// True time from which a force-unlock voided its guarantees ([`super::force`]).
+    pub voided: Option<u64>,
 }
 
 /// A call into the library that must return — `lock()` (no deadline of its own), or a bounded call
@@ -76,6 +78,8 @@ pub struct Record {
     pub violations: Vec<Violation>,
     /// The fenced registers.
     pub store: FencedStore,
+    /// The force-unlocks an administrator issued.
+    pub forces: Vec<super::force::Force>,
     /// Per node, its current incarnation and whether it is up.
     pub incarnation: Vec<(u32, bool)>,
     /// Records hashed.

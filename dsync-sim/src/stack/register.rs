@@ -1,7 +1,8 @@
 //! The fenced register: the storage the locks protect. It lives outside every host (a crash does not touch
 //! it) and rejects a write whose fencing token is below the highest it accepted — the check that makes a
 //! holder who paused past its lease harmless. A write it rejects while the writer's guard had not
-//! signalled `lost()` is a violation: the library promised that token was still the newest.
+//! signalled `lost()` is a violation: the library promised that token was still the newest — unless a
+//! force-unlock voided the lock's guarantees ([`super::force`]).
 
 use super::record::Recorder;
 use crate::check::fencing::Register;
@@ -38,7 +39,8 @@ pub fn write(rec: &Recorder, h: usize, at: u64) -> bool {
     let (node, app, token) = {
         let mut r = rec.lock();
         let hold = r.holds[h].clone();
-        let trusted = hold.lost_at.is_none() && hold.end.is_none();
+        // A lock a force-unlock voided carries no guarantee: its rejected writes are expected.
+        let trusted = hold.lost_at.is_none() && hold.end.is_none() && hold.voided.is_none_or(|v| at < v);
         for &res in &hold.res {
             let reg = &mut r.store.regs[res as usize];
             let (prev, by) = (reg.max, reg.by);

@@ -6,6 +6,7 @@ use super::faults::{host, Faults};
 use super::net::Resets;
 use super::plan::{Fault, Plan, S};
 use super::record::Recorder;
+use super::reorder::Stalls;
 use super::sockets::SocketTable;
 use super::{build_sim, drive, host_main, report, AppFn, HostEnv, StackOptions, Times};
 use crate::FaultError;
@@ -38,6 +39,8 @@ impl Scenario {
     /// phases (probes, quiescence, holder query) start 3 s in.
     pub fn calm(mut self) -> Self {
         self.plan.faults.clear();
+        self.plan.forces.clear();
+        self.plan.races.clear();
         self.plan.heal_at = 3 * S;
         self.workload = false;
         self
@@ -55,13 +58,15 @@ impl Scenario {
         let at = (at.as_nanos() as u64).max(S);
         self.plan.heal_at = at;
         self.plan.faults.retain(|(t, _)| *t < at);
+        self.plan.forces.retain(|(t, _)| *t < at);
+        self.plan.races.retain(|r| r.contend_at < at);
         self
     }
 
     /// Adds a fault at true time `at`. Refused if it lands at or after the heal time, or names a node
     /// outside the cluster; its own end (`until`, `restart`) may be later — healing ends it then. A two-way
-    /// partition ([`Fault::Hold`]) and a one-way one ([`Fault::OneWay`]) must not overlap in time (turmoil
-    /// does not support both on one link).
+    /// partition ([`Fault::Hold`], [`Fault::HoldLinks`]) and a one-way one ([`Fault::OneWay`]) must not
+    /// overlap in time (turmoil does not support both on one link).
     pub fn fault(mut self, at: Duration, fault: Fault) -> Result<Self, FaultError> {
         let at = at.as_nanos() as u64;
         let heal_at = self.plan.heal_at;
@@ -77,6 +82,12 @@ impl Scenario {
                 [*a, *b].into_iter().find(|&x| x >= nodes).map(|node| FaultError::NoSuchNode { node, nodes })
             }
             Fault::Latency { .. } => None,
+            Fault::HoldLinks { node, peers, .. } => {
+                (*node >= nodes).then_some(FaultError::NoSuchNode { node: *node, nodes }).or(bad_mask(*peers))
+            }
+            Fault::Stall { node, from, .. } => {
+                [*node, *from].into_iter().find(|&x| x >= nodes).map(|node| FaultError::NoSuchNode { node, nodes })
+            }
         };
         if let Some(e) = err {
             return Err(e);
@@ -112,6 +123,7 @@ impl Scenario {
             rec.resource(&format!("r{i}"));
         }
         let resets = Resets::default();
+        let stalls = Stalls::new(n);
         let tables: Vec<SocketTable> = (0..n).map(|_| SocketTable::default()).collect();
         let wipes = Arc::new(Mutex::new(vec![0u32; n]));
         let plan = Arc::new(plan);
@@ -121,6 +133,7 @@ impl Scenario {
             plan: plan.clone(),
             rec: rec.clone(),
             resets: resets.clone(),
+            stalls: stalls.clone(),
             tables: tables.clone(),
             wipes: wipes.clone(),
             bug: opts.planted_bug,
@@ -133,11 +146,11 @@ impl Scenario {
             let env = env.clone();
             sim.host(host(i), move || host_main(env.clone(), i));
         }
-        let mut faults = Faults::new(&plan, &sim, resets, tables, wipes);
+        let mut faults = Faults::new(&plan, &sim, resets, stalls, tables, wipes);
         let end = drive(&mut sim, &mut faults, &rec, &times);
         // Dropping the simulation drops every host's tasks inside turmoil's world.
         drop(sim);
-        report(seed, n, &rec, end)
+        report(seed, &plan, &rec, end)
     }
 }
 
