@@ -159,6 +159,7 @@ impl Faults {
                     self.tables[i].crashing(true);
                     sim.crash(host(i).as_str());
                     self.tables[i].crashing(false);
+                    self.stalls.forget(i);
                     rec.crashed(i, now);
                 }
                 self.down |= nodes;
@@ -188,7 +189,10 @@ impl Faults {
             }
         }
         sim.set_max_message_latency(Duration::from_nanos(self.base_latency));
-        rec.event(now, usize::MAX, usize::MAX, "heal", &[], String::new);
+        let reordered = self.stalls.reordered();
+        rec.event(now, usize::MAX, usize::MAX, "heal", &[reordered], || {
+            format!("stalls reordered {reordered} time(s)")
+        });
     }
 }
 

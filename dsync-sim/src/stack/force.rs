@@ -4,11 +4,11 @@
 //!
 //! A force-unlock voids guarantees, so the checkers must know which holds it voided:
 //! - a hold open when the command was issued is voided from that moment;
-//! - a hold that *begins* while a `ForceUnlock` may still reach a locker is voided from its start — a
-//!   locker may remove its grant after it was counted. That window ends one second after the command
-//!   returned when every node answered and no held link could keep a copy of it back; otherwise (a node did
-//!   not answer, the command never returned, or segments were held around it) a second after healing,
-//!   when every message the command sent has arrived or is lost.
+//! - a hold that *begins* while a `ForceUnlock` may still remove a grant it counts is voided from its start.
+//!   The command goes out once, when issued (the engine drops what it cannot send), so every copy has
+//!   arrived or is lost by the time the command returns — unless a held link or a stall kept one back,
+//!   until that fault's end. The window ends [`VOID_TAIL`] after the later of the two (after healing if the
+//!   command never returned, its node having crashed).
 //!
 //! Voided holds are cut from the exclusion check at that moment, their rejected fenced writes are expected,
 //! and their token order is not judged. What *is* judged is the revocation's timeliness
@@ -23,9 +23,10 @@ use crate::check::revocation::{self, Bounds, Disturbances, ForceRecord};
 use crate::check::{HoldRecord, Violation};
 use dsync_core::ForceTarget;
 
-/// How long after its window a force-unlock's messages may still be on their way: above the largest
-/// latency a seed draws (200 ms), with room for the engine's reconnect backoff.
+/// How long after the last possible removal an acquisition that counted a removed grant may still
+/// complete: an attempt (300 ms) and a reply's latency (at most 200 ms a seed draws), with room to spare.
 const VOID_TAIL: u64 = S;
+const _: () = assert!(VOID_TAIL > super::ATTEMPT_TIMEOUT.as_nanos() as u64 + 200 * MS);
 /// How far before a command a fault still disturbs it: reconnect backoff (250 ms), an attempt (300 ms), a
 /// query (500 ms) and a rejoin, with room to spare.
 const LOOKBACK: u64 = 3 * S;
@@ -35,7 +36,7 @@ const CALL_BOUND: u64 = 1500 * MS;
 /// One force-unlock and what became of it.
 #[derive(Clone, Debug)]
 pub struct Force {
-    /// The administrator's node and incarnation.
+    /// The administrator's node.
     pub admin: usize,
     /// Its incarnation.
     pub inc: u32,
@@ -52,14 +53,22 @@ pub struct Force {
 }
 
 /// The administrator on `ctx`'s node: at true time `at`, force-unlocks the resource of the oldest hold then
-/// believed (any node's; a random workload resource when none is).
+/// believed on a workload resource (any node's; a random one when none is). Resources of a staged episode
+/// ([`super::race`]) are left alone: voiding them would hide what the episode is there to show.
 pub async fn admin(ctx: AppCtx, at: u64) {
     sleep_until(at).await;
     let t = now();
     let (res, f) = {
         let mut r = ctx.rec.lock();
-        let oldest = r.holds.iter().filter(|h| h.end.is_none() && h.lost_at.is_none()).min_by_key(|h| h.start);
-        let res = oldest.map(|h| h.res[0]).unwrap_or((at / MS % ctx.plan.resources as u64) as u32);
+        // The workload's resources are interned first (`r0`, `r1`, ...), so their ids are below `resources`.
+        let workload = |id: &&u32| (**id as usize) < ctx.plan.resources;
+        let oldest = r
+            .holds
+            .iter()
+            .filter(|h| h.end.is_none() && h.lost_at.is_none())
+            .filter_map(|h| h.res.iter().find(workload).map(|&id| (h.start, id)))
+            .min();
+        let res = oldest.map(|(_, id)| id).unwrap_or((at / MS % ctx.plan.resources as u64) as u32);
         let holds: Vec<usize> =
             (0..r.holds.len()).filter(|&h| r.holds[h].end.is_none() && r.holds[h].res.contains(&res)).collect();
         for &h in &holds {
@@ -78,17 +87,22 @@ pub async fn admin(ctx: AppCtx, at: u64) {
     let all = got.as_ref().is_ok_and(|rep| rep.answered.len() == ctx.plan.nodes);
     {
         let mut r = ctx.rec.lock();
-        let held_around = ctx.plan.faults.iter().any(|(s, fault)| match fault {
-            Fault::Hold { until, .. } | Fault::HoldLinks { until, .. } | Fault::Stall { until, .. } => {
-                *s <= back + VOID_TAIL && *until >= t
-            }
-            _ => false,
-        });
+        // The latest end of a fault that could keep a copy of the command back (it went out at `t`).
+        let held_until = ctx
+            .plan
+            .faults
+            .iter()
+            .filter_map(|(s, fault)| match fault {
+                Fault::Hold { until, .. } | Fault::HoldLinks { until, .. } | Fault::Stall { until, .. } => {
+                    (*s <= back + VOID_TAIL && *until >= t).then_some(*until)
+                }
+                _ => None,
+            })
+            .max()
+            .unwrap_or(0);
         let fr = &mut r.forces[f];
         fr.returned = Some((back, all));
-        if all && !held_around {
-            fr.void_until = fr.void_until.min(back + VOID_TAIL);
-        }
+        fr.void_until = back.max(held_until) + VOID_TAIL;
     }
     let (removed, answered) = match &got {
         Ok(rep) => (rep.removed as u64, rep.answered.len() as u64),
@@ -97,14 +111,19 @@ pub async fn admin(ctx: AppCtx, at: u64) {
     ctx.rec.event(back, ctx.id, usize::MAX, "forced", &[removed, answered], || format!("{got:?}"));
 }
 
-/// Called as hold `h` begins: voids it from its start if a force-unlock of one of its resources may still
-/// remove a grant.
+/// Called as hold `h` is recorded: voids it if a force-unlock of one of its resources may still remove a
+/// grant it counts. Every force-unlock already recorded counts, whatever its time: within one simulated
+/// tick, turmoil runs the hosts one after the other, each on its own clock, so a hold recorded after the
+/// command may carry an earlier time — it was open when the command went out, and is voided from then.
 pub(crate) fn void_on_begin(r: &mut Record, h: usize) {
-    let hold = &r.holds[h];
-    let forced = r.forces.iter().any(|f| hold.res.contains(&f.res) && f.at <= hold.start && hold.start < f.void_until);
-    if forced {
-        let start = hold.start;
-        r.holds[h].voided.get_or_insert(start);
+    let (start, res) = (r.holds[h].start, r.holds[h].res.clone());
+    for f in r.forces.iter_mut().filter(|f| res.contains(&f.res) && start < f.void_until) {
+        if start < f.at {
+            f.holds.push(h);
+        }
+        let from = start.max(f.at);
+        let v = r.holds[h].voided.get_or_insert(from);
+        *v = (*v).min(from);
     }
 }
 
@@ -131,7 +150,7 @@ pub fn check(rec: &Record, holds: &[HoldRecord], plan: &Plan, cap: usize) -> Vec
         })
         .collect();
     // Every fault disturbs every node: the stack does not trace single messages, so it judges only windows
-    // with no fault at all. A latency change lasts until the next one or healing: to healing, to be safe.
+    // with no fault at all.
     let mut d = Disturbances::new(plan.nodes);
     for (at, fault) in &plan.faults {
         let span = match fault {
@@ -139,11 +158,68 @@ pub fn check(rec: &Record, holds: &[HoldRecord], plan: &Plan, cap: usize) -> Vec
             Fault::HoldLinks { until, .. } | Fault::Stall { until, .. } => (*at, *until),
             Fault::Crash { restart, .. } => (*at, *restart),
             Fault::Reset { .. } => (*at, *at),
-            Fault::Latency { .. } => (*at, plan.heal_at),
+            // Slower than the bound assumes until the next change, or healing.
+            Fault::Latency { max } if *max > plan.latency.1 => {
+                let next = plan.faults.iter().find(|(t, f)| *t > *at && matches!(f, Fault::Latency { .. }));
+                (*at, next.map_or(plan.heal_at, |(t, _)| *t))
+            }
+            Fault::Latency { .. } => (*at, *at),
         };
         d.partitions.push(span);
     }
     // Turmoil delivers on millisecond ticks: a latency rounds up by one.
     let bounds = Bounds { lat: plan.latency.1 + MS, slow: None, fault_lookback: LOOKBACK, message_lookback: LOOKBACK };
     revocation::check(&forces, holds, &d, &bounds, cap)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stack::record::Hold;
+    use dsync_core::Mode;
+
+    fn hold(res: u32, start: u64) -> Hold {
+        Hold {
+            node: 1,
+            inc: 0,
+            app: 0,
+            mode: Mode::Write,
+            res: vec![res],
+            token: 1,
+            start,
+            end: None,
+            lost_at: None,
+            voided: None,
+        }
+    }
+
+    fn record_with_force(at: u64, void_until: u64) -> Record {
+        let mut r = Record::default();
+        let f = Force { admin: 0, inc: 0, res: 0, at, returned: None, holds: Vec::new(), void_until };
+        r.forces.push(f);
+        r
+    }
+
+    #[test]
+    fn a_hold_recorded_after_the_command_with_an_earlier_time_is_voided_from_the_command() {
+        // Another host ran earlier in the same tick: its clock is behind the administrator's.
+        let mut r = record_with_force(1_000_700_000, 3 * S);
+        r.holds.push(hold(0, 1_000_200_000));
+        void_on_begin(&mut r, 0);
+        assert_eq!(r.holds[0].voided, Some(1_000_700_000));
+        assert_eq!(r.forces[0].holds, [0], "open when the command went out: its timeliness is judged too");
+    }
+
+    #[test]
+    fn holds_beginning_inside_the_window_are_voided_from_their_start_and_later_ones_are_not() {
+        let mut r = record_with_force(S, 3 * S);
+        r.holds.push(hold(0, 2 * S));
+        r.holds.push(hold(1, 2 * S));
+        r.holds.push(hold(0, 3 * S));
+        for h in 0..3 {
+            void_on_begin(&mut r, h);
+        }
+        assert_eq!(r.holds.iter().map(|h| h.voided).collect::<Vec<_>>(), [Some(2 * S), None, None]);
+        assert!(r.forces[0].holds.is_empty(), "none was open when the command went out");
+    }
 }

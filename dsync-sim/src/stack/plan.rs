@@ -48,8 +48,8 @@ pub enum Fault {
         until: u64,
     },
     /// Node `node`'s driver does not see messages from `from` until their connection is replaced; then it
-    /// gets them right behind the new connection's first messages (or in order at `until`, if no new
-    /// connection came): the late frames of a dead connection ([`super::reorder`]).
+    /// gets them right behind the new connection's first messages (or at `until`, if no new connection
+    /// delivered by then): the late frames of a dead connection ([`super::reorder`]).
     Stall {
         /// The receiving node.
         node: usize,

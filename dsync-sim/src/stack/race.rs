@@ -68,7 +68,9 @@ pub fn draw(r: &mut Rng, plan: &mut Plan, prob: f64) {
         };
         end < lo || *t > hi
     });
-    plan.faults.push((at - MS, Fault::Stall { node: v, from: x, until: release }));
+    // The stall ends when `x`'s new connection delivers; at the latest as the victim's attempt times out.
+    let stall_until = at + super::ATTEMPT_TIMEOUT.as_nanos() as u64 - 50 * MS;
+    plan.faults.push((at - MS, Fault::Stall { node: v, from: x, until: stall_until }));
     plan.faults.push((at - MS, Fault::HoldLinks { node: v, peers: unheard, until: release + LEASE }));
     plan.faults.push((crash, Fault::Crash { nodes: 1 << x, restart: back, wipe: false }));
     plan.faults.sort_by_key(|f| f.0);

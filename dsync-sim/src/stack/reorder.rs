@@ -17,6 +17,7 @@
 use dsync_tokio::engine::Stats;
 use dsync_tokio::{Transport, TransportEvent};
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::Notify;
 
@@ -41,12 +42,31 @@ struct NodeStalls {
 #[derive(Clone)]
 pub struct Stalls {
     nodes: Arc<Vec<(Mutex<NodeStalls>, Notify)>>,
+    /// How many times withheld messages were handed over behind a newer connection's.
+    reordered: Arc<AtomicU64>,
 }
 
 impl Stalls {
     /// Switches for `n` nodes, none stalled.
     pub fn new(n: usize) -> Self {
-        Stalls { nodes: Arc::new((0..n).map(|_| (Mutex::default(), Notify::new())).collect()) }
+        Stalls {
+            nodes: Arc::new((0..n).map(|_| (Mutex::default(), Notify::new())).collect()),
+            reordered: Arc::default(),
+        }
+    }
+
+    /// How many times withheld messages were handed over behind a newer connection's: whether a run's
+    /// stalls reordered anything at all.
+    pub fn reordered(&self) -> u64 {
+        self.reordered.load(Ordering::Relaxed)
+    }
+
+    /// Node `v` crashed: what was withheld from its driver dies with it (a new incarnation never receives
+    /// what was sent to the old one), and its stalls end.
+    pub fn forget(&self, v: usize) {
+        if let Some(mut s) = self.node(v) {
+            *s = NodeStalls::default();
+        }
     }
 
     fn node(&self, v: usize) -> Option<std::sync::MutexGuard<'_, NodeStalls>> {
@@ -76,17 +96,6 @@ impl Stalls {
         }
     }
 
-    /// Ends every stall.
-    pub fn release_all(&self) {
-        for v in 0..self.nodes.len() {
-            let peers: Vec<usize> =
-                self.node(v).map(|s| s.stalled.iter().map(|(p, _, _)| *p).collect()).unwrap_or_default();
-            for x in peers {
-                self.release(v, x);
-            }
-        }
-    }
-
     /// Node `v`'s transport `inner`, under these switches.
     pub fn wrap<T: Transport>(&self, v: usize, inner: T) -> Reordering<T> {
         Reordering { inner, stalls: self.clone(), v }
@@ -94,7 +103,7 @@ impl Stalls {
 
     /// Whether `ev` is withheld (then it is kept), and what a connection change does to the stalls.
     fn filter(&self, v: usize, ev: TransportEvent) -> Option<TransportEvent> {
-        let mut s = self.node(v)?;
+        let Some(mut s) = self.node(v) else { return Some(ev) };
         let s = &mut *s;
         match &ev {
             TransportEvent::Messages { from, .. } => {
@@ -107,6 +116,9 @@ impl Stalls {
                     // The new connection's first messages, then the dead one's.
                     Stage::Reconnecting => {
                         let (_, _, held) = s.stalled.remove(i);
+                        if !held.is_empty() {
+                            self.reordered.fetch_add(1, Ordering::Relaxed);
+                        }
                         s.released.extend(held);
                         Some(ev)
                     }
