@@ -109,6 +109,17 @@ pub enum FaultError {
         /// The cluster size.
         nodes: usize,
     },
+    /// A partition of the stack simulator would cut a link that another one already cuts at the same time
+    /// (turmoil neither combines a two-way and a one-way partition on one link nor counts two holds: the
+    /// first to end would end both).
+    Overlap {
+        /// When the refused fault would start, true nanoseconds.
+        at: u64,
+        /// When the partition it overlaps starts, true nanoseconds.
+        other: u64,
+        /// A link both cut.
+        link: (usize, usize),
+    },
 }
 
 impl fmt::Display for FaultError {
@@ -121,6 +132,12 @@ impl fmt::Display for FaultError {
                 *heal_at as f64 / 1e9
             ),
             FaultError::NoSuchNode { node, nodes } => write!(f, "node {node} is not in the cluster of {nodes} nodes"),
+            FaultError::Overlap { at, other, link: (a, b) } => write!(
+                f,
+                "partition at {:.6}s cuts the link {a}–{b}, which the partition from {:.6}s already cuts then",
+                *at as f64 / 1e9,
+                *other as f64 / 1e9
+            ),
         }
     }
 }

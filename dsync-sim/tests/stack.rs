@@ -114,6 +114,23 @@ fn a_paused_holder_is_fenced_off_and_that_is_no_violation() {
 }
 
 #[test]
+fn a_partition_over_a_link_another_one_cuts_at_the_same_time_is_refused() {
+    let ms = Duration::from_millis;
+    let s = Scenario::new(opts(3, None), 0).calm();
+    let s = s.fault(ms(500), Fault::Hold { side: 0b001, until: 1_500_000_000 }).expect("the first partition");
+    // Node 0 to node 2 is cut already; node 1 to node 2 is not: one two-way partition over both is refused...
+    let both = s.fault(ms(800), Fault::HoldLinks { node: 2, peers: 0b011, until: 1_200_000_000 });
+    let Err(e) = both else { panic!("an overlapping partition was accepted") };
+    assert_eq!(e, dsync_sim::FaultError::Overlap { at: 800_000_000, other: 500_000_000, link: (0, 2) });
+    assert!(e.to_string().contains("link 0–2"), "{e}");
+    // ...while the free link alone, or the same links once the first partition is over, are fine.
+    let s = Scenario::new(opts(3, None), 0).calm();
+    let s = s.fault(ms(500), Fault::Hold { side: 0b001, until: 1_500_000_000 }).expect("the first partition");
+    let s = s.fault(ms(800), Fault::HoldLinks { node: 2, peers: 0b010, until: 1_200_000_000 }).expect("another link");
+    s.fault(ms(1500), Fault::OneWay { from: 0b001, until: 2_500_000_000 }).expect("after the first ended");
+}
+
+#[test]
 fn a_fault_after_the_heal_time_is_refused() {
     let s = Scenario::new(opts(3, None), 0).calm();
     let late = s.fault(Duration::from_secs(3), Fault::Reset { a: 0, b: 1 });

@@ -64,9 +64,9 @@ impl Scenario {
     }
 
     /// Adds a fault at true time `at`. Refused if it lands at or after the heal time, or names a node
-    /// outside the cluster; its own end (`until`, `restart`) may be later — healing ends it then. A two-way
-    /// partition ([`Fault::Hold`], [`Fault::HoldLinks`]) and a one-way one ([`Fault::OneWay`]) must not
-    /// overlap in time (turmoil does not support both on one link).
+    /// outside the cluster; its own end (`until`, `restart`) may be later — healing ends it then. Refused too
+    /// if it is a partition ([`Fault::Hold`], [`Fault::HoldLinks`], [`Fault::OneWay`]) that cuts a link
+    /// another partition cuts at the same time (turmoil does not combine them on one link).
     pub fn fault(mut self, at: Duration, fault: Fault) -> Result<Self, FaultError> {
         let at = at.as_nanos() as u64;
         let heal_at = self.plan.heal_at;
@@ -91,6 +91,16 @@ impl Scenario {
         };
         if let Some(e) = err {
             return Err(e);
+        }
+        if let Some((cut, until)) = cut_links(&fault, nodes) {
+            for (other, f) in &self.plan.faults {
+                let Some((links, other_until)) = cut_links(f, nodes) else { continue };
+                if at < other_until && *other < until {
+                    if let Some(&link) = cut.iter().find(|l| links.contains(l)) {
+                        return Err(FaultError::Overlap { at, other: *other, link });
+                    }
+                }
+            }
         }
         let pos = self.plan.faults.iter().position(|(t, _)| *t > at).unwrap_or(self.plan.faults.len());
         self.plan.faults.insert(pos, (at, fault));
@@ -151,6 +161,23 @@ impl Scenario {
         // Dropping the simulation drops every host's tasks inside turmoil's world.
         drop(sim);
         report(seed, &plan, &rec, end)
+    }
+}
+
+/// The links a partition cuts (each as `(low, high)`) and when it ends; `None` for other faults.
+fn cut_links(f: &Fault, nodes: usize) -> Option<(Vec<(usize, usize)>, u64)> {
+    let across = |side: u64| {
+        let (a, b): (Vec<usize>, Vec<usize>) = (0..nodes).partition(|i| side >> i & 1 == 1);
+        a.iter().flat_map(|&x| b.iter().map(move |&y| (x.min(y), x.max(y)))).collect::<Vec<_>>()
+    };
+    match *f {
+        Fault::Hold { side, until } => Some((across(side), until)),
+        Fault::OneWay { from, until } => Some((across(from), until)),
+        Fault::HoldLinks { node, peers, until } => {
+            let links = (0..nodes).filter(|&p| p != node && peers >> p & 1 == 1).map(|p| (p.min(node), p.max(node)));
+            Some((links.collect(), until))
+        }
+        _ => None,
     }
 }
 
