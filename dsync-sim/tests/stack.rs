@@ -2,7 +2,7 @@
 //! planted bug of dsync-tokio caught at a known seed, and a scenario written the way a user would.
 
 use dsync_sim::stack::plan::Fault;
-use dsync_sim::stack::{run_stack_seed, PlantedBug, Scenario, StackOptions};
+use dsync_sim::stack::{run_stack_seed, PlantedBug, Scenario, ScenarioCtx, StackOptions};
 use dsync_sim::{Kind, Verdict};
 use std::time::Duration;
 
@@ -111,6 +111,73 @@ fn a_paused_holder_is_fenced_off_and_that_is_no_violation() {
     assert_eq!(r.verdict(), Verdict::Pass, "{:?}", r.violations);
     assert_eq!(r.stats.writes_rejected, 1, "exactly the stale write was rejected: {:?}", r.stats);
     assert!(r.stats.lost >= 1);
+}
+
+/// A user's scenario with an administrator: node 1 holds "x" for a long time, node 0 force-unlocks it, and
+/// node 2 takes it. The old holder is told `lost()` within a few latencies — and its later stale write is
+/// rejected, which is no violation for a voided hold. With the protocol's `revocation-ignored` bug the same
+/// scenario is a revocation violation: the old holder kept believing until its next refresh.
+#[test]
+fn a_force_unlocked_holder_learns_at_once_and_the_new_holder_is_no_violation() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
+
+    /// Sleeps until `ms` after node 1 took "x" (recorded in `taken`, true ns; 0 until then).
+    async fn after_taken(ctx: &ScenarioCtx, taken: &AtomicU64, ms: u64) {
+        loop {
+            let t = taken.load(Ordering::SeqCst);
+            let wait = if t == 0 { 10_000_000 } else { (t + ms * 1_000_000).saturating_sub(ctx.now()) };
+            if t != 0 && wait == 0 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_nanos(wait)).await;
+        }
+    }
+
+    let run = |core_bug| {
+        let o = StackOptions { core_bug, ..opts(3, None) };
+        // The others act relative to node 1's acquisition, between two of its refreshes (every 500 ms).
+        let taken = Arc::new(AtomicU64::new(0));
+        let scenario = Scenario::new(o, 2).calm().heal_at(Duration::from_secs(6)).app(move |ctx| {
+            let taken = taken.clone();
+            async move {
+                match ctx.id() {
+                    1 => {
+                        let guard = ctx.node().mutex(["x"]).lock().await.expect("lock");
+                        taken.store(ctx.now(), Ordering::SeqCst);
+                        let held = ctx.hold(guard, &["x"]);
+                        assert!(held.write());
+                        let lost = held.work(Duration::from_secs(3)).await;
+                        assert!(lost, "the force-unlock reached the holder");
+                        // A careless application that writes anyway, after the new holder did.
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                        assert!(!held.write(), "its stale write is rejected once the new holder wrote");
+                        held.release().await;
+                    }
+                    0 => {
+                        after_taken(&ctx, &taken, 1250).await;
+                        let report = ctx.force_unlock("x").await.expect("force-unlock");
+                        assert_eq!(report.answered.len(), 3, "every node answered");
+                        assert!(report.removed >= 2, "a write quorum's grants: {report:?}");
+                    }
+                    _ => {
+                        after_taken(&ctx, &taken, 1300).await;
+                        let guard = ctx.node().mutex(["x"]).lock().await.expect("lock");
+                        let held = ctx.hold(guard, &["x"]);
+                        assert!(held.write(), "the new holder's token is above the old one's");
+                        tokio::time::sleep(Duration::from_millis(1500)).await;
+                        held.release().await;
+                    }
+                }
+            }
+        });
+        scenario.run()
+    };
+    let r = run(None);
+    assert_eq!(r.verdict(), Verdict::Pass, "{:?}", r.violations);
+    assert_eq!(r.stats.writes_rejected, 1, "the voided holder's stale write: {:?}", r.stats);
+    let r = run(Some(dsync_core::PlantedBug::RevocationIgnored));
+    assert_eq!(r.first_unexcused().map(|v| v.kind), Some(Kind::Revocation), "{:?}", r.violations);
 }
 
 #[test]

@@ -22,6 +22,7 @@ use super::record::Record;
 use crate::check::revocation::{self, Bounds, Disturbances, ForceRecord};
 use crate::check::{HoldRecord, Violation};
 use dsync_core::ForceTarget;
+use dsync_tokio::{ForceReport, LockError};
 
 /// How long after the last possible removal an acquisition that counted a removed grant may still
 /// complete: an attempt (300 ms) and a reply's latency (at most 200 ms a seed draws), with room to spare.
@@ -57,9 +58,8 @@ pub struct Force {
 /// ([`super::race`]) are left alone: voiding them would hide what the episode is there to show.
 pub async fn admin(ctx: AppCtx, at: u64) {
     sleep_until(at).await;
-    let t = now();
-    let (res, f) = {
-        let mut r = ctx.rec.lock();
+    let res = {
+        let r = ctx.rec.lock();
         // The workload's resources are interned first (`r0`, `r1`, ...), so their ids are below `resources`.
         let workload = |id: &&u32| (**id as usize) < ctx.plan.resources;
         let oldest = r
@@ -68,7 +68,17 @@ pub async fn admin(ctx: AppCtx, at: u64) {
             .filter(|h| h.end.is_none() && h.lost_at.is_none())
             .filter_map(|h| h.res.iter().find(workload).map(|&id| (h.start, id)))
             .min();
-        let res = oldest.map(|(_, id)| id).unwrap_or((at / MS % ctx.plan.resources as u64) as u32);
+        oldest.map(|(_, id)| id).unwrap_or((at / MS % ctx.plan.resources as u64) as u32)
+    };
+    let _ = issue(&ctx, res).await;
+}
+
+/// Force-unlocks resource `res` from `ctx`'s node through `Node::force_unlock_report`, recording what the
+/// checkers need: the holds it voids, when it returned and whether every node answered.
+pub(crate) async fn issue(ctx: &AppCtx, res: u32) -> Result<ForceReport, LockError> {
+    let t = now();
+    let (f, name) = {
+        let mut r = ctx.rec.lock();
         let holds: Vec<usize> =
             (0..r.holds.len()).filter(|&h| r.holds[h].end.is_none() && r.holds[h].res.contains(&res)).collect();
         for &h in &holds {
@@ -76,9 +86,8 @@ pub async fn admin(ctx: AppCtx, at: u64) {
         }
         let void_until = ctx.plan.heal_at.max(t) + VOID_TAIL;
         r.forces.push(Force { admin: ctx.id, inc: ctx.inc, res, at: t, returned: None, holds, void_until });
-        (res, r.forces.len() - 1)
+        (r.forces.len() - 1, r.names[res as usize].clone())
     };
-    let name = ctx.rec.lock().names[res as usize].clone();
     ctx.rec.event(t, ctx.id, usize::MAX, "force", &[res as u64], || format!("force-unlock {name}"));
     let c = ctx.rec.call("force_unlock_report()", ctx.id, ctx.inc, t, Some(CALL_BOUND));
     let got = ctx.node.force_unlock_report(ForceTarget::Resource(name)).await;
@@ -109,6 +118,7 @@ pub async fn admin(ctx: AppCtx, at: u64) {
         Err(_) => (u64::MAX, 0),
     };
     ctx.rec.event(back, ctx.id, usize::MAX, "forced", &[removed, answered], || format!("{got:?}"));
+    got
 }
 
 /// Called as hold `h` is recorded: voids it if a force-unlock of one of its resources may still remove a

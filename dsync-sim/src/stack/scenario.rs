@@ -209,6 +209,15 @@ impl ScenarioCtx {
         app::now()
     }
 
+    /// Force-unlocks `resource` from this node (`Node::force_unlock_report`), telling the checkers: the
+    /// holds it voids leave the exclusion and register checks from then on, and a voided holder must learn
+    /// `lost()` promptly when the network is quiet (see [`super::force`]). Calling the node's own
+    /// `force_unlock` instead would look like two holders to the checkers.
+    pub async fn force_unlock(&self, resource: &str) -> Result<dsync_tokio::ForceReport, dsync_tokio::LockError> {
+        let res = self.app.rec.resource(resource);
+        super::force::issue(&self.app, res).await
+    }
+
     /// Starts recording a hold of `guard` over `resources` (the names it was taken for): the belief interval
     /// begins now and ends at [`Held::release`], at `lost()`, or when the host crashes.
     pub fn hold(&self, guard: Guard, resources: &[&str]) -> Held {
