@@ -6,9 +6,9 @@
 //! peers, so one wake-up (and usually one syscall) carries many messages.
 //!
 //! Nothing here must arrive in order: the protocol tolerates loss, duplication and reordering (PROTOCOL.md
-//! §1). The connection engine that the TCP and QUIC links share happens to deliver one peer's messages in
-//! the order they were sent, even across a reconnect; a transport of your own need not, and dsync-sim's
-//! stack simulator checks the protocol against one that does not (`dsync_sim::stack::reorder`).
+//! §1). The TCP link happens to deliver one peer's messages in the order they were sent, even across a
+//! reconnect; the QUIC link's stream-per-flush mode does not, nor need a transport of your own, and
+//! dsync-sim's stack simulator checks the protocol against one that reorders (`dsync_sim::stack::reorder`).
 
 use crate::engine::Stats;
 use dsync_core::Message;

@@ -1,9 +1,10 @@
 //! Late frames from a dead connection: the one reordering TCP cannot produce but the transport contract
 //! allows.
 //!
-//! dsync-tokio's connection engine serves one connection per peer at a time and hands the driver everything
-//! an old connection delivered before anything from its successor, so a node's messages arrive in the order
-//! they were sent even across a reconnect. The protocol does not rely on that: the network "may lose,
+//! Over dsync-tokio's TCP link (the one simulated here), the connection engine serves one connection per
+//! peer at a time and hands the driver everything an old connection delivered before anything from its
+//! successor, so a node's messages arrive in the order they were sent even across a reconnect. The
+//! protocol does not rely on that: the network "may lose,
 //! duplicate, delay and reorder messages" (PROTOCOL.md §1), a user's own [`Transport`] may well deliver a
 //! dead connection's last frames late, and fast rejoin (§6.7, step 2) is argued for exactly that case — a
 //! grant sent by a node's previous incarnation arriving after the new one's `Rejoin`.
