@@ -7,7 +7,7 @@
 //! - a hold that *begins* while a `ForceUnlock` may still remove a grant it counts is voided from its start.
 //!   The command goes out once, when issued (the engine drops what it cannot send), so every copy has
 //!   arrived or is lost by the time the command returns — unless a held link or a stall kept one back,
-//!   until that fault's end. The window ends [`VOID_TAIL`] after the later of the two (after healing if the
+//!   until that fault's end. The window ends a second (`VOID_TAIL`) after the later of the two (after healing if the
 //!   command never returned, its node having crashed).
 //!
 //! Voided holds are cut from the exclusion check at that moment, their rejected fenced writes are expected,
@@ -138,7 +138,7 @@ pub(crate) fn void_on_begin(r: &mut Record, h: usize) {
 }
 
 /// The revocation checker over the run's force-unlocks: only those every node answered, in windows the plan
-/// left quiet (no fault of any kind from [`LOOKBACK`] before the command to its deadline).
+/// left quiet (no fault of any kind from 3 s (`LOOKBACK`) before the command to its deadline).
 pub fn check(rec: &Record, holds: &[HoldRecord], plan: &Plan, cap: usize) -> Vec<Violation> {
     let forces: Vec<ForceRecord> = rec
         .forces

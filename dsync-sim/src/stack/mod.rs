@@ -29,7 +29,7 @@
 //!    (probes, every `lock()` call resolved, every query answered), leaks, and the revocation of
 //!    force-unlocked holds in quiet windows.
 //!
-//! The result is the crate's [`Report`](crate::Report), so the verdict and the command line's output are
+//! The result is the crate's [`crate::Report`], so the verdict and the command line's output are
 //! the same as `dsync-sim run`'s. `events` counts the records hashed into the trace (attempts, grants,
 //! writes, losses, releases, faults, starts and crashes), not turmoil steps.
 //!
@@ -74,7 +74,7 @@ mod scenario;
 pub mod sockets;
 
 pub use dsync_tokio::PlantedBug;
-pub use scenario::{Scenario, ScenarioCtx};
+pub use scenario::{Held, Scenario, ScenarioCtx};
 
 use crate::rng::mix64;
 use crate::{Kind, Report, Stats};
