@@ -51,10 +51,12 @@ async fn a_wrong_secret_is_reported_once_on_both_sides_with_the_address() {
     let (logs, _guard) = Logs::capture();
     let (mut ls, addrs) = tokio_listeners(2).await;
     let acceptor = start(config(&addrs, 1, "test", SECRET), ls.pop().unwrap());
-    let _dialer = start(config(&addrs, 0, "test", b"not the secret"), ls.pop().unwrap());
+    let dialer = start(config(&addrs, 0, "test", b"not the secret"), ls.pop().unwrap());
     logs.wait_for(0, "WARN", "does not know our cluster secret").await;
     logs.wait_for(1, "WARN", "we do not know the secret peer").await;
     until("several more attempts", || acceptor.rejected.load(Ordering::Relaxed) >= 6).await;
+    // Both sides count the refusals (the operator's `dsync_transport_rejected_total`), not only the acceptor.
+    until("the dialer counts them too", || dialer.rejected.load(Ordering::Relaxed) >= 3).await;
     let dialer_side = logs.of(0, "WARN", "does not know our cluster secret");
     let acceptor_side = logs.of(1, "WARN", "we do not know the secret peer");
     assert_eq!(dialer_side.len(), 1, "repeats are suppressed:\n{}", logs.dump());

@@ -504,6 +504,9 @@ impl<N: Net> Link for TcpLink<N> {
             other => format!("handshake with peer {addr} (node {j}) failed: {other}"),
         };
         self.reporter.report(level, format!("{j}/{}", kind_of(&e)), &msg);
+        // A refusal, not an unreachable peer: counted like an inbound refusal (`dsync_transport_rejected_total`),
+        // every attempt. A dial that reached this node itself is counted once, by the accepting side.
+        wait.rejected = !matches!(e, HandshakeError::Io(_) | HandshakeError::SelfDial);
         Err(wait)
     }
 }
