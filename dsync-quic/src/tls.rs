@@ -12,6 +12,10 @@ pub fn alpn() -> Vec<u8> {
     format!("dsync/{}", dsync_core::wire::PROTOCOL_VERSION).into_bytes()
 }
 
+/// Newer rustls releases than our lock file's deprecate `ring::default_provider` (ring has no post-quantum key
+/// exchange). We keep ring (no C toolchain or cmake needed to build) until we switch providers deliberately,
+/// and a user who resolves a newer rustls must not get a warning from our code for it.
+#[allow(deprecated)]
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }

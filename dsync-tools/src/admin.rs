@@ -240,7 +240,7 @@ impl State {
 
     async fn locks(&self, resource: Option<&str>) -> Result<Response<Full<Bytes>>, ApiError> {
         let report = self.node.holders_report(resource).await.map_err(node_error)?;
-        Ok(json_response(StatusCode::OK, &holders_json(&report)))
+        Ok(json_response(StatusCode::OK, &holders_json(&report, self.node.nodes())))
     }
 
     async fn force_unlock(&self, peer: SocketAddr, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, ApiError> {
@@ -405,7 +405,7 @@ fn readiness(s: &Status) -> Response<Full<Bytes>> {
 
 /// The holder list as JSON, one object per grant, with the nodes that answered and whether a list was cut
 /// (a minority's answer must not pass for the whole cluster's).
-fn holders_json(report: &Holders) -> Value {
+fn holders_json(report: &Holders, nodes: usize) -> Value {
     let holders: Vec<Value> = report
         .entries
         .iter()
@@ -422,7 +422,13 @@ fn holders_json(report: &Holders) -> Value {
         })
         .collect();
     let answered: Vec<usize> = report.answered.iter().collect();
-    json!({ "count": holders.len(), "holders": holders, "answered": answered, "truncated": report.truncated })
+    json!({
+        "count": holders.len(),
+        "holders": holders,
+        "answered": answered,
+        "nodes": nodes,
+        "truncated": report.truncated,
+    })
 }
 
 /// The Prometheus text exposition (format 0.0.4) of a node's counters and status.

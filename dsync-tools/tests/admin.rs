@@ -305,6 +305,10 @@ fn an_operator_watches_a_cluster_form_lists_its_locks_and_force_unlocks_one() {
     let o = admin_cli(n0.admin, Some(&token_file), &["force-unlock", "--resource", "hot"]);
     assert!(o.status.success(), "{}", text(&o));
     assert!(text(&o).contains("nodes [2] did not answer"), "{}", text(&o));
+    // So is it for the lock list: a list from part of the cluster must not pass for the whole cluster's.
+    let o = admin_cli(n0.admin, Some(&token_file), &["locks"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("nodes [2] did not answer"), "{}", text(&o));
     drop((n0, n1));
     let _ = std::fs::remove_dir_all(&state);
 }

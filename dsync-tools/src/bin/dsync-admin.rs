@@ -127,7 +127,17 @@ async fn main() -> ExitCode {
     match args.command {
         Cmd::Health => println!("ok"),
         Cmd::Ready => println!("ready: serving, peers up {}", json["peers_up"]),
-        Cmd::Locks { .. } => print!("{}", table(&json)),
+        Cmd::Locks { .. } => {
+            print!("{}", table(&json));
+            // A list from part of the cluster must not pass for the whole cluster's.
+            let silent = silent_nodes(&json);
+            if !silent.is_empty() {
+                eprintln!("dsync-admin: nodes {silent:?} did not answer; grants only they hold are not listed");
+            }
+            if json["truncated"].as_bool() == Some(true) {
+                eprintln!("dsync-admin: a node cut its list at its limit; not every grant is listed");
+            }
+        }
         Cmd::ForceUnlock { .. } => {
             println!("removed {} grant(s)", json["removed"]);
             let silent = silent_nodes(&json);
@@ -140,7 +150,7 @@ async fn main() -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// The nodes a force-unlock's answer says did not answer (none when the answer does not say).
+/// The nodes an answer (`locks`, `force-unlock`) says did not answer (none when it does not say).
 fn silent_nodes(json: &Value) -> Vec<u64> {
     let (Some(n), Some(answered)) = (json["nodes"].as_u64(), json["answered"].as_array()) else { return Vec::new() };
     let answered: Vec<u64> = answered.iter().filter_map(Value::as_u64).collect();
