@@ -222,12 +222,7 @@ fn a_dead_holders_grants_expire_and_another_node_then_acquires() {
 /// serves at once, and the holder keeps its lock (PROTOCOL.md §6.7).
 #[test]
 fn a_restarted_node_that_every_peer_answers_rejoins_at_once_and_keeps_the_holders_grant() {
-    let mut c = Cluster::new(3, |_| {});
-    c.partition(&[2], &[0, 1]);
-    let a = c.lock(0, W, &["r"], None);
-    c.settle();
-    let info = c.node(0).lock_info(a).unwrap();
-    assert_eq!(info.grantors, NodeSet::from([0, 1]));
+    let (mut c, a, _) = node_0_holds_r_granted_by_0_and_1();
     c.heal();
     c.crash(1);
     let restarted = c.now;
@@ -304,16 +299,23 @@ fn a_rejoin_that_does_not_reinstall_lets_a_second_writer_in() {
     assert!(!c.violations.is_empty(), "the checker saw two writers");
 }
 
-/// MinIO's double writer: a node restarts without state while another node is cut off from the holder;
-/// without a quarantine the cut-off node and the restarted one would form a second write quorum.
-#[test]
-fn a_restarted_node_does_not_enable_a_second_writer() {
+/// Three nodes; node 0 holds a write lock on "r" granted by nodes 0 and 1 (node 2, cut off, never heard
+/// the request; the partition stays): where both restart scenarios of MinIO's double writer start.
+fn node_0_holds_r_granted_by_0_and_1() -> (Cluster, dsync_core::LockId, dsync_core::LockInfo) {
     let mut c = Cluster::new(3, |_| {});
     c.partition(&[2], &[0, 1]);
     let a = c.lock(0, W, &["r"], None);
     c.settle();
     let info = c.node(0).lock_info(a).unwrap();
     assert_eq!(info.grantors, NodeSet::from([0, 1]));
+    (c, a, info)
+}
+
+/// MinIO's double writer: a node restarts without state while another node is cut off from the holder;
+/// without a quarantine the cut-off node and the restarted one would form a second write quorum.
+#[test]
+fn a_restarted_node_does_not_enable_a_second_writer() {
+    let (mut c, a, info) = node_0_holds_r_granted_by_0_and_1();
     c.run_for(secs(1));
     c.crash(1);
     c.restart(1, None);

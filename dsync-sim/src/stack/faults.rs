@@ -91,57 +91,46 @@ impl Faults {
         self.queue.insert(pos, (at, a));
     }
 
-    fn names(&self, mask: u64) -> Vec<String> {
-        (0..self.nodes).filter(|i| mask >> i & 1 == 1).map(host).collect()
-    }
-
     fn run(&mut self, sim: &mut Sim<'_>, now: u64, a: Action, rec: &Recorder) {
-        let all = (1u64 << self.nodes) - 1;
+        let n = self.nodes;
+        let all = (1u64 << n) - 1;
         match a {
             Action::Apply(Fault::Hold { side, until }) => {
-                for a in self.names(side) {
-                    for b in self.names(all & !side) {
-                        sim.hold(a.as_str(), b.as_str());
-                    }
+                for (a, b) in links(side, all & !side, n) {
+                    sim.hold(host(a).as_str(), host(b).as_str());
                 }
                 self.schedule(until, Action::Release { side });
             }
             Action::Release { side } => {
-                for a in self.names(side) {
-                    for b in self.names(all & !side) {
-                        sim.release(a.as_str(), b.as_str());
-                    }
+                for (a, b) in links(side, all & !side, n) {
+                    sim.release(host(a).as_str(), host(b).as_str());
                 }
             }
             Action::Apply(Fault::OneWay { from, until }) => {
-                for a in self.names(from) {
-                    for b in self.names(all & !from) {
-                        sim.partition_oneway(a.as_str(), b.as_str());
-                    }
+                for (a, b) in links(from, all & !from, n) {
+                    sim.partition_oneway(host(a).as_str(), host(b).as_str());
                 }
                 self.schedule(until, Action::RepairOneWay { from });
             }
             Action::RepairOneWay { from } => {
-                for a in (0..self.nodes).filter(|i| from >> i & 1 == 1) {
-                    for b in (0..self.nodes).filter(|i| from >> i & 1 == 0) {
-                        sim.repair_oneway(host(a).as_str(), host(b).as_str());
-                        // The connections that lost segments would time out: reset them.
-                        self.resets.reset_between(self.ips[a], self.ips[b]);
-                    }
+                for (a, b) in links(from, all & !from, n) {
+                    sim.repair_oneway(host(a).as_str(), host(b).as_str());
+                    // The connections that lost segments would time out: reset them.
+                    self.resets.reset_between(self.ips[a], self.ips[b]);
                 }
             }
             Action::Apply(Fault::Reset { a, b }) => {
                 self.resets.reset_between(self.ips[a], self.ips[b]);
             }
             Action::Apply(Fault::HoldLinks { node, peers, until }) => {
-                for b in self.names(peers & !(1 << node)) {
-                    sim.hold(host(node).as_str(), b.as_str());
+                for (a, b) in links(1 << node, peers, n) {
+                    sim.hold(host(a).as_str(), host(b).as_str());
                 }
                 self.schedule(until, Action::ReleaseLinks { node, peers });
             }
             Action::ReleaseLinks { node, peers } => {
-                for b in self.names(peers & !(1 << node)) {
-                    sim.release(host(node).as_str(), b.as_str());
+                for (a, b) in links(1 << node, peers, n) {
+                    sim.release(host(a).as_str(), host(b).as_str());
                 }
             }
             Action::Apply(Fault::Stall { node, from, until }) => {
@@ -194,6 +183,12 @@ impl Faults {
             format!("stalls reordered {reordered} time(s)")
         });
     }
+}
+
+/// Every link from a node in mask `from` to a node in mask `to` (itself excepted) among `n`, in index order.
+pub(crate) fn links(from: u64, to: u64, n: usize) -> impl Iterator<Item = (usize, usize)> {
+    let set = move |m: u64| (0..n).filter(move |i| m >> i & 1 == 1);
+    set(from).flat_map(move |a| set(to).filter(move |&b| b != a).map(move |b| (a, b)))
 }
 
 fn action_word(a: &Action) -> u64 {

@@ -2,7 +2,7 @@
 //! the same checkers.
 
 use super::app::{self, AppCtx};
-use super::faults::{host, Faults};
+use super::faults::{host, links, Faults};
 use super::net::Resets;
 use super::plan::{Fault, Plan, S};
 use super::record::Recorder;
@@ -166,19 +166,14 @@ impl Scenario {
 
 /// The links a partition cuts (each as `(low, high)`) and when it ends; `None` for other faults.
 fn cut_links(f: &Fault, nodes: usize) -> Option<(Vec<(usize, usize)>, u64)> {
-    let across = |side: u64| {
-        let (a, b): (Vec<usize>, Vec<usize>) = (0..nodes).partition(|i| side >> i & 1 == 1);
-        a.iter().flat_map(|&x| b.iter().map(move |&y| (x.min(y), x.max(y)))).collect::<Vec<_>>()
+    let all = (1u64 << nodes) - 1;
+    let ((from, to), until) = match *f {
+        Fault::Hold { side, until } => ((side, all & !side), until),
+        Fault::OneWay { from, until } => ((from, all & !from), until),
+        Fault::HoldLinks { node, peers, until } => ((1 << node, peers), until),
+        _ => return None,
     };
-    match *f {
-        Fault::Hold { side, until } => Some((across(side), until)),
-        Fault::OneWay { from, until } => Some((across(from), until)),
-        Fault::HoldLinks { node, peers, until } => {
-            let links = (0..nodes).filter(|&p| p != node && peers >> p & 1 == 1).map(|p| (p.min(node), p.max(node)));
-            Some((links.collect(), until))
-        }
-        _ => None,
-    }
+    Some((links(from, to, nodes).map(|(a, b)| (a.min(b), a.max(b))).collect(), until))
 }
 
 /// What your application code gets on each node start.
